@@ -1,0 +1,208 @@
+"""The adapter contract and the provider registry.
+
+An adapter translates canonical operations into one provider's API. It declares, as class metadata, its
+`provider_id`, the `regions` it serves and its `capabilities`: the names of the operations below that it implements.
+The capability matrix (`GET /v1/providers`, the validation layer, `gateway providers`) is read from that declaration,
+and a test proves the declaration equals the set of methods the class really overrides.
+
+Adapters get their config section, a connectivity client factory and the store by injection; they hold no globals.
+Adding a provider means: a package under adapters/, one line in PROVIDERS below, one section in the environment file.
+"""
+from __future__ import annotations
+
+import importlib
+from datetime import date
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from gateway.errors import UnsupportedOperation
+from gateway.ids import IdMinter
+from gateway.models import (
+    Account,
+    AccountDetails,
+    Balance,
+    ConnectLink,
+    ConsentStatus,
+    CustomerType,
+    Institution,
+    Owner,
+    Page,
+    Transaction,
+)
+from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+
+if TYPE_CHECKING:
+    from gateway.config import AdapterConfig
+    from gateway.connectivity.client import UpstreamFactory
+
+# provider id -> "module:Class", imported lazily so a disabled provider costs nothing.
+PROVIDERS: dict[str, str] = {
+    "mastercard-us": "adapters.mastercard_us.adapter:MastercardUSAdapter",
+}
+
+# Every operation an adapter may implement, in the order the capability matrix shows them.
+OPERATIONS: tuple[str, ...] = (
+    "list_institutions",
+    "create_customer",
+    "create_consent",
+    "complete_consent",
+    "refresh_consent",
+    "revoke_consent",
+    "list_accounts",
+    "get_balances",
+    "get_live_balances",
+    "list_transactions",
+    "get_account_details",
+    "get_account_owner",
+)
+
+
+@attrs.frozen(slots=True)
+class CallContext:
+    """Who is calling and how to name what comes back."""
+    request_id: str
+    tenant: str
+    id_key: bytes
+
+    def ids(self, consent_id: str) -> IdMinter:
+        return IdMinter(self.id_key, self.tenant, consent_id)
+
+
+@attrs.frozen(slots=True)
+class CreateCustomerInput:
+    external_ref: str
+    type: CustomerType
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+@attrs.frozen(slots=True)
+class CreatedCustomer:
+    provider_ref: str
+    created_at: Any  # datetime
+
+
+@attrs.frozen(slots=True)
+class CreateConsentInput:
+    redirect_uri: str
+    institution_id: str | None = None
+    permissions: tuple[str, ...] = ()
+    language: str | None = None
+    webhook_url: str | None = None
+
+
+@attrs.frozen(slots=True)
+class ConsentUpdate:
+    """What an adapter learned upstream about a consent."""
+    status: ConsentStatus
+    provider_ref: str | None = None
+    expires_at: Any = None  # datetime | None
+    reason: str | None = None
+    upstream: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(slots=True)
+class TransactionQuery:
+    from_date: date
+    to_date: date
+    limit: int
+    include_pending: bool = True
+    include_removed: bool = False
+    position: dict[str, Any] | None = None  # adapter-private, from a previous Page.next_position
+
+
+@attrs.frozen(slots=True)
+class InstitutionQuery:
+    search: str | None = None
+    country: str | None = None
+    limit: int = 25
+    position: dict[str, Any] | None = None
+
+
+class Adapter:
+    provider_id: ClassVar[str]
+    regions: ClassVar[frozenset[str]]
+    capabilities: ClassVar[frozenset[str]]
+    # The customer types and currencies this provider deals in, for the validation layer.
+    customer_types: ClassVar[frozenset[CustomerType]] = frozenset(CustomerType)
+
+    def __init__(self, config: "AdapterConfig", upstreams: "UpstreamFactory", store: Any) -> None:
+        self.config = config
+        self.upstreams = upstreams
+        self.store = store
+
+    async def start(self) -> None:
+        """Open upstream sessions; called once when the app starts."""
+
+    async def close(self) -> None:
+        """Release upstream sessions; called once when the app stops."""
+
+    def health(self) -> dict[str, Any]:
+        """Upstream health for GET /v1/providers: circuit state per upstream."""
+        return {}
+
+    # --- operations: the base versions refuse, adapters override what they support -------------------------------
+    def _unsupported(self, name: str) -> UnsupportedOperation:
+        return UnsupportedOperation(f"{self.provider_id} does not support {name}")
+
+    async def list_institutions(self, ctx: CallContext, query: InstitutionQuery) -> Page[Institution]:
+        raise self._unsupported("list_institutions")
+
+    async def create_customer(self, ctx: CallContext, data: CreateCustomerInput) -> CreatedCustomer:
+        raise self._unsupported("create_customer")
+
+    async def create_consent(
+        self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None, data: CreateConsentInput
+    ) -> ConnectLink:
+        raise self._unsupported("create_consent")
+
+    async def complete_consent(
+        self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None, result: dict[str, str]
+    ) -> ConsentUpdate:
+        raise self._unsupported("complete_consent")
+
+    async def refresh_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None) -> ConsentUpdate:
+        raise self._unsupported("refresh_consent")
+
+    async def revoke_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None) -> None:
+        raise self._unsupported("revoke_consent")
+
+    async def list_accounts(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None) -> list[Account]:
+        raise self._unsupported("list_accounts")
+
+    async def get_balances(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> list[Balance]:
+        raise self._unsupported("get_balances")
+
+    async def get_live_balances(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> list[Balance]:
+        raise self._unsupported("get_live_balances")
+
+    async def list_transactions(
+        self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord, query: TransactionQuery
+    ) -> Page[Transaction]:
+        raise self._unsupported("list_transactions")
+
+    async def get_account_details(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> AccountDetails:
+        raise self._unsupported("get_account_details")
+
+    async def get_account_owner(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Owner:
+        raise self._unsupported("get_account_owner")
+
+
+def implemented_operations(cls: type[Adapter]) -> frozenset[str]:
+    """The operations a class really overrides (what its `capabilities` must equal)."""
+    return frozenset(name for name in OPERATIONS if getattr(cls, name) is not getattr(Adapter, name))
+
+
+def load_adapter_class(provider_id: str) -> type[Adapter]:
+    try:
+        target = PROVIDERS[provider_id]
+    except KeyError:
+        raise LookupError(f"unknown provider {provider_id!r}; known: {', '.join(sorted(PROVIDERS))}") from None
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not issubclass(cls, Adapter) or cls.provider_id != provider_id:
+        raise TypeError(f"{target} is not the adapter for {provider_id}")
+    return cls

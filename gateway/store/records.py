@@ -1,0 +1,54 @@
+"""What the gateway stores: only what it needs to serve a consent, each record bound to its tenant."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from gateway.models import ConsentStatus, CustomerType
+
+
+@attrs.define(slots=True)
+class CustomerRecord:
+    id: str
+    tenant: str
+    provider: str
+    provider_ref: str
+    type: CustomerType
+    external_ref: str
+    created_at: datetime
+
+
+@attrs.define(slots=True)
+class ConsentRecord:
+    id: str
+    tenant: str
+    provider: str
+    customer_id: str | None
+    status: ConsentStatus
+    created_at: datetime
+    updated_at: datetime
+    provider_ref: str | None = None
+    authorisation_url: str | None = None
+    redirect_uri: str | None = None
+    institution_id: str | None = None
+    permissions: tuple[str, ...] = ()
+    authorised_at: datetime | None = None
+    revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    status_reason: str | None = None
+    # Adapter-private upstream facts (e.g. the upstream customer id), never shown to callers.
+    upstream: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define(slots=True)
+class AccountRecord:
+    """Maps a gateway account id to its upstream reference under one consent."""
+    id: str
+    tenant: str
+    provider: str
+    consent_id: str
+    provider_ref: str
+    created_at: datetime
+    data: dict[str, Any] = attrs.field(factory=dict)
