@@ -129,10 +129,19 @@ class Adapter:
     # The customer types and currencies this provider deals in, for the validation layer.
     customer_types: ClassVar[frozenset[CustomerType]] = frozenset(CustomerType)
 
-    def __init__(self, config: "AdapterConfig", upstreams: "UpstreamFactory", store: Any) -> None:
+    # The attrs class the adapter's provider-specific config keys are structured into.
+    settings_type: ClassVar[type]
+    def __init__(self, config: "AdapterConfig", upstreams: "UpstreamFactory", store: Any, *, base_url: str) -> None:
         self.config = config
+        self.settings = config.settings
         self.upstreams = upstreams
         self.store = store
+        self.base_url = base_url
+
+    @classmethod
+    def create_sandbox(cls, config: "AdapterConfig") -> Any:
+        """The simulated upstream for the embedded environment, built to accept this config's credentials."""
+        raise LookupError(f"{cls.provider_id} has no simulator")
 
     async def start(self) -> None:
         """Open upstream sessions; called once when the app starts."""
@@ -143,6 +152,13 @@ class Adapter:
     def health(self) -> dict[str, Any]:
         """Upstream health for GET /v1/providers: circuit state per upstream."""
         return {}
+
+    # --- provider rules the validation layer applies before any upstream call (raise ValidationFailed) ---------
+    def validate_customer(self, data: CreateCustomerInput) -> None:
+        """Provider-specific rules for a new customer; the default accepts what the canonical checks accepted."""
+
+    def validate_consent(self, data: CreateConsentInput, customer: CustomerRecord | None) -> None:
+        """Provider-specific rules for a new consent."""
 
     # --- operations: the base versions refuse, adapters override what they support -------------------------------
     def _unsupported(self, name: str) -> UnsupportedOperation:

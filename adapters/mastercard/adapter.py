@@ -1,0 +1,239 @@
+"""The Mastercard platform adapter (Finicity API family) that mastercard-us and mastercard-au both build on.
+
+Consents are Data Connect sessions: creating one generates a Connect URL for the customer; completing one checks
+upstream that the customer now holds an ACTIVE data-sharing consent receipt (the redirect's query alone is never
+trusted to authorise); revoking deletes that receipt upstream.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import attrs
+
+from adapters.base import (
+    Adapter,
+    CallContext,
+    ConsentUpdate,
+    CreateConsentInput,
+    CreateCustomerInput,
+    CreatedCustomer,
+    InstitutionQuery,
+    TransactionQuery,
+)
+from adapters.mastercard import translate
+from adapters.mastercard.client import MastercardClient
+from adapters.mastercard.region import US, MastercardRegion
+from gateway.errors import Conflict, ProviderBadResponse, ValidationFailed
+from gateway.models import (
+    Account,
+    AccountDetails,
+    Balance,
+    ConnectLink,
+    ConsentStatus,
+    Institution,
+    Owner,
+    Page,
+    Transaction,
+)
+from gateway.models.time import UTC, utc_from_epoch
+from gateway.secrets import Secret
+from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+
+
+@attrs.frozen
+class MastercardSettings:
+    partner_id: str
+    partner_secret: Secret
+    app_key: Secret
+    # Renew the partner token after this many seconds (it lives 120 minutes upstream).
+    token_renew_after: float = 5400.0
+    # Lifetime of tokens issued by the embedded simulator (to exercise renewal locally).
+    sandbox_token_ttl: float = 7200.0
+    application_id: str | None = None
+    experience: str | None = None
+    webhook_url: str | None = None
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class MastercardPlatformAdapter(Adapter):
+    """What mastercard-us and mastercard-au share; the region object carries their differences."""
+
+    region: ClassVar[MastercardRegion]
+    settings_type = MastercardSettings
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings: MastercardSettings = self.settings
+        upstream = self.upstreams.client(self.provider_id, self.base_url, self.config)
+        self.upstream = upstream
+        self.client = MastercardClient(
+            upstream, self.region, partner_id=settings.partner_id, partner_secret=settings.partner_secret,
+            app_key=settings.app_key, renew_after=settings.token_renew_after, metrics=self.upstreams.metrics,
+        )
+
+    def health(self) -> dict[str, Any]:
+        out = self.upstream.health()
+        if self.client.tokens.latched_error is not None:
+            out["credentials"] = "rejected: fix the partner credentials and restart"
+        return out
+
+    # --- validation before any upstream call -------------------------------------------------------------------
+    def validate_customer(self, data: CreateCustomerInput) -> None:
+        reason = translate.validate_username(data.external_ref)
+        if reason is not None:
+            raise ValidationFailed(f"external_ref: {reason}", errors=[
+                {"location": "body", "field": "external_ref", "message": reason}])
+
+    def validate_consent(self, data: CreateConsentInput, customer: CustomerRecord | None) -> None:
+        if customer is None:
+            raise ValidationFailed("customer_id: required for this provider", errors=[
+                {"location": "body", "field": "customer_id", "message": f"{self.provider_id} consents need a customer"}])
+
+    # --- helpers --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _customer_ref(consent: ConsentRecord) -> str:
+        ref = consent.upstream.get("customer_ref")
+        if not ref:
+            raise ProviderBadResponse("the consent has no upstream customer")
+        return str(ref)
+
+    def _account_path(self, consent: ConsentRecord, account: AccountRecord, suffix: str, version: str = "v1") -> str:
+        return f"/aggregation/{version}/customers/{self._customer_ref(consent)}/accounts/{account.provider_ref}{suffix}"
+
+    # --- operations ------------------------------------------------------------------------------------------------
+    async def list_institutions(self, ctx: CallContext, query: InstitutionQuery) -> Page[Institution]:
+        start = int((query.position or {}).get("start", 1))
+        params: dict[str, Any] = {"start": start, "limit": query.limit}
+        if query.search:
+            params["search"] = query.search
+        body = await self.client.call("GET", "/institution/v2/institutions", operation="list_institutions",
+                                      params=params)
+        items, found, _ = translate.institutions(body, provider=self.provider_id)
+        if query.country:
+            items = [i for i in items if i.country == query.country.upper()]
+        next_start = start + query.limit
+        return Page(tuple(items), {"start": next_start} if next_start <= found else None)
+
+    async def create_customer(self, ctx: CallContext, data: CreateCustomerInput) -> CreatedCustomer:
+        kind = "testing" if data.type.value == "testing" else "active"
+        body = await self.client.call(
+            "POST", f"/aggregation/v2/customers/{kind}", operation="create_customer",
+            json=translate.customer_body(data, self.settings.application_id),
+        )
+        try:
+            return CreatedCustomer(provider_ref=str(body["id"]), created_at=utc_from_epoch(body["createdDate"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderBadResponse(f"{self.provider_id} answered a customer creation without id or date") from exc
+
+    async def create_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None,
+                             data: CreateConsentInput) -> ConnectLink:
+        assert customer is not None  # validate_consent guarantees it
+        lite = data.institution_id is not None
+        body = translate.connect_body(
+            partner_id=self.settings.partner_id, customer_ref=customer.provider_ref, redirect_uri=data.redirect_uri,
+            webhook_url=self.settings.webhook_url, institution_id=data.institution_id, language=data.language,
+            from_date_epoch=None,
+        )
+        if self.settings.experience:
+            body["experience"] = self.settings.experience
+        path = "/connect/v2/generate/lite" if lite else "/connect/v2/generate"
+        answer = await self.client.call("POST", path, operation="create_consent", json=body)
+        link = answer.get("link") if isinstance(answer, dict) else None
+        if not isinstance(link, str) or not link.startswith(("https://", "http://")):
+            raise ProviderBadResponse(f"{self.provider_id} generated no Connect link")
+        consent.upstream["customer_ref"] = customer.provider_ref
+        return ConnectLink(url=link)
+
+    async def _receipts(self, customer_ref: str) -> list[dict[str, Any]]:
+        body = await self.client.call("GET", "/data-sharing-consents", operation="list_consent_receipts",
+                                      params={"customer_id": customer_ref, "sort_order": "Desc"})
+        receipts = body.get("consents") if isinstance(body, dict) else None
+        return [r for r in receipts or [] if isinstance(r, dict)]
+
+    @staticmethod
+    def _receipt_status(receipt: dict[str, Any]) -> str:
+        return str((receipt.get("statusDetails") or {}).get("status", "")).upper()
+
+    async def complete_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None,
+                               result: dict[str, str]) -> ConsentUpdate:
+        reason = result.get("reason", "")
+        code = result.get("code", "")
+        if reason in ("exited", "error") or (code and code != "200"):
+            return ConsentUpdate(status=ConsentStatus.REJECTED, reason=f"the end user left Connect ({reason or code})")
+        receipts = await self._receipts(self._customer_ref(consent))
+        for receipt in receipts:
+            receipt_id = receipt.get("consentReceiptId")
+            if self._receipt_status(receipt) != "ACTIVE" or not receipt_id:
+                continue
+            created = _parse_iso(receipt.get("createdDate"))
+            if created is not None and created < consent.created_at.replace(microsecond=0):
+                continue  # an older receipt belongs to an earlier consent
+            end = _parse_iso((receipt.get("accessPeriod") or {}).get("endDate"))
+            return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=str(receipt_id), expires_at=end)
+        raise Conflict(f"{self.provider_id} holds no active data-sharing consent for this customer yet; "
+                       "complete the Connect session first")
+
+    async def refresh_consent(self, ctx: CallContext, consent: ConsentRecord,
+                              customer: CustomerRecord | None) -> ConsentUpdate:
+        if not consent.provider_ref:
+            return ConsentUpdate(status=consent.status)
+        receipt = await self.client.call("GET", f"/data-sharing-consents/{consent.provider_ref}",
+                                         operation="get_consent_receipt")
+        status = self._receipt_status(receipt if isinstance(receipt, dict) else {})
+        mapped = ConsentStatus.AUTHORISED if status == "ACTIVE" else ConsentStatus.REVOKED
+        return ConsentUpdate(status=mapped, provider_ref=consent.provider_ref, reason=f"upstream status {status}")
+
+    async def revoke_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None) -> None:
+        if consent.provider_ref:
+            await self.client.call("DELETE", f"/data-sharing-consents/{consent.provider_ref}",
+                                   operation="revoke_consent")
+
+    async def list_accounts(self, ctx: CallContext, consent: ConsentRecord,
+                            customer: CustomerRecord | None) -> list[Account]:
+        body = await self.client.call("GET", f"/aggregation/v1/customers/{self._customer_ref(consent)}/accounts",
+                                      operation="list_accounts")
+        return translate.accounts(body, region=self.region, consent_id=consent.id, ids=ctx.ids(consent.id))
+
+    async def get_balances(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> list[Balance]:
+        body = await self.client.call("GET", self._account_path(consent, account, "/availableBalance"),
+                                      operation="get_balances")
+        return translate.balances(body, region=self.region, account_id=account.id, live=False)
+
+    async def get_live_balances(self, ctx: CallContext, consent: ConsentRecord,
+                                account: AccountRecord) -> list[Balance]:
+        body = await self.client.call("GET", self._account_path(consent, account, "/availableBalance/live"),
+                                      operation="get_live_balances")
+        return translate.balances(body, region=self.region, account_id=account.id, live=True)
+
+    async def list_transactions(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord,
+                                query: TransactionQuery) -> Page[Transaction]:
+        start = int((query.position or {}).get("start", 1))
+        params = translate.transactions_params(from_date=query.from_date, to_date=query.to_date, start=start,
+                                               limit=query.limit, include_pending=query.include_pending, sort="desc")
+        path = self.region.transactions_path.format(customer=self._customer_ref(consent), account=account.provider_ref)
+        body = await self.client.call("GET", path, operation="list_transactions", params=params)
+        page = translate.transactions(body, region=self.region, account_id=account.id, ids=ctx.ids(consent.id),
+                                      include_pending=query.include_pending, include_removed=query.include_removed)
+        next_position = {"start": start + page.displaying} if page.more_available and page.displaying else None
+        return Page(tuple(page.items), next_position)
+
+    async def get_account_details(self, ctx: CallContext, consent: ConsentRecord,
+                                  account: AccountRecord) -> AccountDetails:
+        body = await self.client.call("GET", self._account_path(consent, account, "/details"),
+                                      operation="get_account_details")
+        return translate.payment_coordinates(body, region=self.region, account_id=account.id)
+
+    async def get_account_owner(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Owner:
+        body = await self.client.call("GET", self._account_path(consent, account, "/owner", version="v3"),
+                                      operation="get_account_owner")
+        return translate.owner(body, account_id=account.id)

@@ -1,0 +1,1 @@
+"""mastercard-us: Mastercard Open Finance US (the Finicity platform)."""

@@ -1,0 +1,94 @@
+"""The application factory: routes, middleware, and the resources an app owns for its lifetime."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from adapters.base import load_adapter_class
+from gateway.api import accounts, consents, customers, ops, providers
+from gateway.api.cursor import CursorCodec
+from gateway.api.middleware import gateway_middleware
+from gateway.api.state import STATE, GatewayState
+from gateway.config import GatewayConfig
+from gateway.connectivity.client import UpstreamFactory
+from gateway.observability import Metrics
+from gateway.store import open_store
+from gateway.validation.access import CallerDirectory
+
+log = structlog.get_logger("gateway")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", ops.healthz)
+    r.add_get("/readyz", ops.readyz)
+    r.add_get("/metrics", ops.metrics)
+    r.add_get("/openapi.json", ops.openapi_json)
+    r.add_get("/docs", ops.docs)
+    r.add_get("/v1/providers", providers.list_providers)
+    r.add_get("/v1/institutions", providers.list_institutions)
+    r.add_post("/v1/customers", customers.create_customer)
+    r.add_get("/v1/customers/{customer_id}", customers.get_customer)
+    r.add_post("/v1/consents", consents.create_consent)
+    r.add_get("/v1/consents", consents.list_consents)
+    r.add_get("/v1/consents/{consent_id}", consents.get_consent)
+    r.add_post("/v1/consents/{consent_id}/complete", consents.complete_consent)
+    r.add_post("/v1/consents/{consent_id}/revoke", consents.revoke_consent)
+    r.add_get("/v1/accounts", accounts.list_accounts)
+    r.add_get("/v1/accounts/{account_id}", accounts.get_account)
+    r.add_get("/v1/accounts/{account_id}/balances", accounts.get_balances)
+    r.add_get("/v1/accounts/{account_id}/transactions", accounts.list_transactions)
+    r.add_get("/v1/accounts/{account_id}/details", accounts.get_details)
+    r.add_get("/v1/accounts/{account_id}/owner", accounts.get_owner)
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    app = web.Application(middlewares=[gateway_middleware], client_max_size=config.server.max_body_bytes)
+    metrics = Metrics()
+    id_key = hmac.new(config.security.id_key.reveal().encode(), b"gateway-ids-v1", hashlib.sha256).digest()
+    state = GatewayState(
+        config=config,
+        store=open_store(config.store.url),
+        metrics=metrics,
+        upstreams=UpstreamFactory(metrics),
+        callers=CallerDirectory(config.callers),
+        cursors=CursorCodec(config.security.id_key.reveal().encode()),
+        id_key=id_key,
+    )
+    app[STATE] = state
+    add_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    config = state.config
+    await state.store.open()
+    try:
+        for provider, adapter_config in config.enabled_adapters().items():
+            cls = load_adapter_class(provider)
+            base_url = adapter_config.base_url
+            if adapter_config.embedded:
+                sandbox = cls.create_sandbox(adapter_config)
+                base_url = await sandbox.start("127.0.0.1", adapter_config.sandbox_port)
+                state.sandboxes[provider] = sandbox
+                log.info("sandbox_started", provider=provider, base_url=base_url)
+            adapter = cls(adapter_config, state.upstreams, state.store, base_url=base_url)
+            await adapter.start()
+            state.adapters[provider] = adapter
+        await state.upstreams.start()
+        state.ready = True
+        yield
+    finally:
+        state.ready = False
+        for adapter in state.adapters.values():
+            await adapter.close()
+        await state.upstreams.close()
+        for sandbox in state.sandboxes.values():
+            await sandbox.stop()
+        await state.store.close()

@@ -1,0 +1,21 @@
+"""Small helpers the resource handlers share."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters.base import CallContext
+from gateway.api.state import STATE, GatewayState
+from gateway.validation.access import Caller
+
+
+def state_of(request: web.Request) -> GatewayState:
+    return request.app[STATE]
+
+
+def caller_of(request: web.Request) -> Caller:
+    caller: Caller = request["caller"]
+    return caller
+
+
+def context(request: web.Request, caller: Caller) -> CallContext:
+    return CallContext(request_id=request["request_id"], tenant=caller.tenant, id_key=request.app[STATE].id_key)

@@ -1,0 +1,187 @@
+"""Consents: create (→ authorisation_url), complete with the redirect result, get, list, revoke."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters.base import CreateConsentInput
+from gateway import ids
+from gateway.api.common import caller_of, context, state_of
+from gateway.api.render import json_response
+from gateway.errors import Conflict, NotFound, ValidationFailed
+from gateway.models import Consent, ConsentStatus
+from gateway.models.serialize import to_plain
+from gateway.models.time import utcnow
+from gateway.routing import adapter_for_resource, pick_adapter
+from gateway.store.records import ConsentRecord
+from gateway.validation import query as q
+from gateway.validation.access import Caller, require_capability, require_scope
+from gateway.validation.body import parse_body
+from gateway.validation.requests import CompleteConsentRequest, CreateConsentRequest
+
+
+def consent_view(r: ConsentRecord) -> dict:
+    return to_plain(Consent(
+        id=r.id, provider=r.provider, customer_id=r.customer_id, status=r.status, created_at=r.created_at,
+        provider_ref=r.provider_ref, authorisation_url=r.authorisation_url, redirect_uri=r.redirect_uri,
+        institution_id=r.institution_id, permissions=r.permissions, authorised_at=r.authorised_at,
+        revoked_at=r.revoked_at, expires_at=r.expires_at, status_reason=r.status_reason,
+    ))
+
+
+async def load_consent(request: web.Request, caller: Caller, consent_id: str) -> ConsentRecord:
+    record = await state_of(request).store.get_consent(caller.tenant, consent_id)
+    if record is None or not caller.may_use(record.provider):
+        raise NotFound("no such consent")
+    request["provider"] = record.provider
+    return record
+
+
+async def create_consent(request: web.Request) -> web.Response:
+    state, caller = state_of(request), caller_of(request)
+    require_scope(caller, "ais:write")
+    body = await parse_body(request, CreateConsentRequest, state.config.server.max_body_bytes)
+    customer = None
+    if body.customer_id is not None:
+        customer = await state.store.get_customer(caller.tenant, body.customer_id)
+        if customer is None or not caller.may_use(customer.provider):
+            raise ValidationFailed("customer_id: no such customer",
+                                   errors=[{"location": "body", "field": "customer_id", "message": "no such customer"}])
+        if body.provider is not None and body.provider != customer.provider:
+            raise ValidationFailed("provider: differs from the customer's provider",
+                                   errors=[{"location": "body", "field": "provider",
+                                            "message": f"the customer belongs to {customer.provider}"}])
+        adapter = adapter_for_resource(state, caller, customer.provider)
+    else:
+        adapter = pick_adapter(state, caller, provider=body.provider, region=None)
+    request["provider"] = adapter.provider_id
+    require_capability(adapter, "create_consent")
+    data = CreateConsentInput(redirect_uri=body.redirect_uri, institution_id=body.institution_id,
+                              permissions=body.permissions, language=body.language)
+    adapter.validate_consent(data, customer)
+    now = utcnow()
+    record = ConsentRecord(
+        id=ids.new_id("con"), tenant=caller.tenant, provider=adapter.provider_id,
+        customer_id=customer.id if customer else None, status=ConsentStatus.AWAITING_AUTHORISATION,
+        created_at=now, updated_at=now, redirect_uri=body.redirect_uri, institution_id=body.institution_id,
+        permissions=body.permissions,
+    )
+    # The upstream call comes first: if it fails, nothing is stored.
+    link = await adapter.create_consent(context(request, caller), record, customer, data)
+    record.authorisation_url = link.url
+    record.provider_ref = link.provider_ref
+    record.expires_at = link.expires_at
+    await state.store.insert_consent(record)
+    return json_response(consent_view(record), status=201)
+
+
+async def get_consent(request: web.Request) -> web.Response:
+    """`?refresh=true` asks the provider for the consent's current state before answering."""
+    state, caller = state_of(request), caller_of(request)
+    require_scope(caller, "ais:read")
+    q.reject_unknown(request.query, frozenset({"refresh"}))
+    refresh = q.boolean(request.query, "refresh", False)
+    record = await load_consent(request, caller, request.match_info["consent_id"])
+    if refresh and record.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED):
+        adapter = adapter_for_resource(state, caller, record.provider)
+        require_capability(adapter, "refresh_consent")
+        customer = await state.store.get_customer(caller.tenant, record.customer_id) if record.customer_id else None
+        update = await adapter.refresh_consent(context(request, caller), record, customer)
+        if update.status is not record.status:
+            await apply_status(state, record, update.status, update.reason)
+    return json_response(consent_view(record))
+
+
+async def apply_status(state, record: ConsentRecord, status: ConsentStatus, reason: str | None) -> None:
+    """Record a consent state learned upstream; a consent that ended loses everything stored from it."""
+    now = utcnow()
+    record.status = status
+    record.status_reason = reason
+    record.updated_at = now
+    if status is ConsentStatus.REVOKED:
+        record.revoked_at = now
+    await state.store.update_consent(record)
+    if status.is_final:
+        await state.store.delete_consent_data(record.tenant, record.id)
+
+
+_LIST_PARAMS = frozenset({"customer_id", "limit", "cursor"})
+
+
+async def list_consents(request: web.Request) -> web.Response:
+    state, caller = state_of(request), caller_of(request)
+    require_scope(caller, "ais:read")
+    q.reject_unknown(request.query, _LIST_PARAMS)
+    customer_id = q.text(request.query, "customer_id", max_len=64)
+    limit = q.limit(request.query, default=25, maximum=100)
+    scope = f"consents:{customer_id}"
+    after = None
+    if "cursor" in request.query:
+        position = state.cursors.decode(request.query["cursor"], caller.tenant, scope)
+        after = (position["created_at"], position["id"])
+    records = await state.store.list_consents(caller.tenant, customer_id=customer_id, limit=limit + 1, after=after)
+    records = [r for r in records if caller.may_use(r.provider)]
+    page, more = records[:limit], len(records) > limit
+    next_cursor = None
+    if more and page:
+        last = page[-1]
+        next_cursor = state.cursors.encode(caller.tenant, scope,
+                                           {"created_at": last.created_at.isoformat(), "id": last.id})
+    return json_response({"data": [consent_view(r) for r in page], "next_cursor": next_cursor})
+
+
+async def complete_consent(request: web.Request) -> web.Response:
+    state, caller = state_of(request), caller_of(request)
+    require_scope(caller, "ais:write")
+    body = await parse_body(request, CompleteConsentRequest, state.config.server.max_body_bytes)
+    record = await load_consent(request, caller, request.match_info["consent_id"])
+    adapter = adapter_for_resource(state, caller, record.provider)
+    require_capability(adapter, "complete_consent")
+    if record.status is ConsentStatus.AUTHORISED:
+        return json_response(consent_view(record))  # completing twice is harmless
+    if record.status not in (ConsentStatus.AWAITING_AUTHORISATION, ConsentStatus.REAUTHENTICATION_REQUIRED):
+        raise Conflict(f"the consent is {record.status.value}; it cannot be completed")
+    customer = await state.store.get_customer(caller.tenant, record.customer_id) if record.customer_id else None
+    result = parse_redirect_result(body.redirect_result)
+    update = await adapter.complete_consent(context(request, caller), record, customer, result)
+    before = record.updated_at
+    now = utcnow()
+    record.status = update.status
+    record.status_reason = update.reason
+    record.provider_ref = update.provider_ref or record.provider_ref
+    record.expires_at = update.expires_at or record.expires_at
+    record.upstream = {**record.upstream, **update.upstream}
+    record.updated_at = now
+    if update.status is ConsentStatus.AUTHORISED:
+        record.authorised_at = now
+    if not await state.store.update_consent(record, expected_updated_at=before):
+        raise Conflict("the consent changed while completing; fetch it again")
+    return json_response(consent_view(record))
+
+
+def parse_redirect_result(text: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    query = urlsplit(text).query if "://" in text else text.lstrip("?")
+    pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=50)
+    return {k: v for k, v in pairs}
+
+
+async def revoke_consent(request: web.Request) -> web.Response:
+    state, caller = state_of(request), caller_of(request)
+    require_scope(caller, "ais:write")
+    record = await load_consent(request, caller, request.match_info["consent_id"])
+    adapter = adapter_for_resource(state, caller, record.provider)
+    require_capability(adapter, "revoke_consent")
+    if record.status is ConsentStatus.REVOKED:
+        return json_response(consent_view(record))
+    customer = await state.store.get_customer(caller.tenant, record.customer_id) if record.customer_id else None
+    if record.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED):
+        await adapter.revoke_consent(context(request, caller), record, customer)
+    now = utcnow()
+    record.status = ConsentStatus.REVOKED
+    record.revoked_at = now
+    record.updated_at = now
+    record.status_reason = "revoked by the caller"
+    await state.store.update_consent(record)
+    await state.store.delete_consent_data(caller.tenant, record.id)
+    return json_response(consent_view(record))

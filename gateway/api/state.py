@@ -1,0 +1,39 @@
+"""The application's state, held under one typed AppKey (no module globals)."""
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from adapters.base import Adapter
+from gateway.api.cursor import CursorCodec
+from gateway.config import GatewayConfig
+from gateway.connectivity.client import UpstreamFactory
+from gateway.errors import NotFound
+from gateway.observability import Metrics
+from gateway.store import Store
+from gateway.validation.access import CallerDirectory
+
+
+@attrs.define
+class GatewayState:
+    config: GatewayConfig
+    store: Store
+    metrics: Metrics
+    upstreams: UpstreamFactory
+    callers: CallerDirectory
+    cursors: CursorCodec
+    id_key: bytes
+    adapters: dict[str, Adapter] = attrs.field(factory=dict)
+    sandboxes: dict[str, Any] = attrs.field(factory=dict)
+    ready: bool = False
+
+    def adapter(self, provider: str) -> Adapter:
+        try:
+            return self.adapters[provider]
+        except KeyError:
+            raise NotFound(f"no enabled provider {provider!r}") from None
+
+
+STATE: web.AppKey[GatewayState] = web.AppKey("gateway_state", GatewayState)

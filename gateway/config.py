@@ -1,0 +1,310 @@
+"""Environment files: TOML in, frozen attrs out, every problem reported with its key path.
+
+`${VAR}` anywhere in a string is replaced from the process environment; a missing variable is an error naming it
+and the key that used it. A secret field may also be given as `file:/path` (read from that file). Outside the
+`local` and `test` environments a secret must come from a variable or a file, never from the file's own text.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+
+from gateway.secrets import Secret
+
+SCOPES = frozenset({"ais:read", "ais:write", "pis:write", "reports", "webhooks", "admin"})
+ENVIRONMENTS = frozenset({"local", "test", "sandbox", "preprod", "production"})
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, each as 'key.path: reason'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@attrs.frozen
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 1_048_576
+    shutdown_grace_seconds: float = 10.0
+
+
+@attrs.frozen
+class StoreConfig:
+    url: str = "sqlite:///var/gateway.db"
+
+
+@attrs.frozen
+class LoggingConfig:
+    format: str = "auto"  # auto | json | console
+    level: str = "info"
+
+
+@attrs.frozen
+class SecurityConfig:
+    # HMAC key for gateway ids and list cursors. Rotating it changes every derived id.
+    id_key: Secret
+
+
+@attrs.frozen
+class CallerConfig:
+    name: str
+    tenant: str
+    key_sha256: str
+    scopes: tuple[str, ...]
+    providers: tuple[str, ...] = ("*",)
+
+
+@attrs.frozen
+class TimeoutConfig:
+    connect: float = 3.0
+    total: float = 15.0
+
+
+@attrs.frozen
+class RetryConfig:
+    attempts: int = 3
+    backoff_base: float = 0.1
+    backoff_max: float = 2.0
+    max_retry_after: float = 5.0
+    budget_ratio: float = 0.2
+
+
+@attrs.frozen
+class CircuitConfig:
+    failure_threshold: int = 5
+    reset_after: float = 30.0
+
+
+@attrs.frozen
+class AdapterConfig:
+    provider: str
+    enabled: bool = True
+    # "embedded" starts the provider's simulator in this process and points the adapter at it.
+    base_url: str = "embedded"
+    sandbox_port: int = 0
+    pool_size: int = 100
+    timeouts: TimeoutConfig = TimeoutConfig()
+    retry: RetryConfig = RetryConfig()
+    circuit: CircuitConfig = CircuitConfig()
+    # Provider-specific settings, structured by the adapter's own `settings_type`.
+    settings: Any = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url == "embedded"
+
+
+@attrs.frozen
+class GatewayConfig:
+    environment: str
+    server: ServerConfig
+    store: StoreConfig
+    logging: LoggingConfig
+    security: SecurityConfig
+    callers: tuple[CallerConfig, ...]
+    adapters: Mapping[str, AdapterConfig]
+    regions: Mapping[str, str]
+    source: str = "<memory>"
+
+    def enabled_adapters(self) -> dict[str, AdapterConfig]:
+        return {pid: a for pid, a in self.adapters.items() if a.enabled}
+
+
+# --- loading ---------------------------------------------------------------------------------------------------------
+_COMMON_ADAPTER_KEYS = {f.name for f in attrs.fields(AdapterConfig)} - {"provider", "settings"}
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(Secret, lambda v, _: v if isinstance(v, Secret) else _secret(v))
+    return conv
+
+
+def _secret(value: Any) -> Secret:
+    if not isinstance(value, str):
+        raise ValueError("a secret must be a string")
+    return Secret(value)
+
+
+def _substitute(node: Any, path: str, problems: list[str], secrets_from: dict[str, str], env: Mapping[str, str]) -> Any:
+    """Replace ${VAR} and file: references; remember how each string was sourced (for the secret rule)."""
+    if isinstance(node, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else k, problems, secrets_from, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, f"{path}[{i}]", problems, secrets_from, env) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+    source = "literal"
+
+    def repl(match: re.Match[str]) -> str:
+        nonlocal source
+        name = match.group(1)
+        source = "env"
+        if name not in env:
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+        return env[name]
+
+    value = _VAR.sub(repl, node)
+    if value.startswith("file:"):
+        file_path = Path(value[5:])
+        source = "file"
+        try:
+            value = file_path.read_text().strip()
+        except OSError as exc:
+            problems.append(f"{path}: cannot read secret file {file_path}: {exc.strerror}")
+            value = ""
+    secrets_from[path] = source
+    return value
+
+
+def _format_cattrs(exc: Exception, prefix: str) -> list[str]:
+    out = []
+    for message in cattrs.transform_error(exc):
+        reason, _, where = message.rpartition(" @ ")
+        where = where.removeprefix("$").lstrip(".")
+        where = re.sub(r"\['([^']*)'\]", r".\1", where)
+        key = ".".join(p for p in (prefix, where) if p)
+        out.append(f"{key}: {reason}")
+    return out
+
+
+def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    text_path = Path(path)
+    try:
+        raw = tomllib.loads(text_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError([f"{text_path}: file not found"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{text_path}: not valid TOML: {exc}"]) from None
+    return parse_config(raw, source=str(text_path), environ=environ)
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    from adapters.base import PROVIDERS, load_adapter_class  # late: adapters import gateway modules
+
+    problems: list[str] = []
+    secrets_from: dict[str, str] = {}
+    data = _substitute(raw, "", problems, secrets_from, os.environ if environ is None else environ)
+    conv = _converter()
+
+    environment = data.get("environment")
+    if environment not in ENVIRONMENTS:
+        problems.append(f"environment: must be one of {', '.join(sorted(ENVIRONMENTS))}")
+        environment = "local"
+    known_top = {"environment", "server", "store", "logging", "security", "callers", "adapters", "regions"}
+    for key in data:
+        if key not in known_top:
+            problems.append(f"{key}: unknown key")
+
+    def section(name: str, cls: type, default: Any = attrs.NOTHING) -> Any:
+        value = data.get(name)
+        if value is None:
+            if default is attrs.NOTHING:
+                problems.append(f"{name}: required section missing")
+                return None
+            return default
+        try:
+            return conv.structure(value, cls)
+        except (ClassValidationError, IterableValidationError) as exc:
+            problems.extend(_format_cattrs(exc, name))
+            return None
+
+    server = section("server", ServerConfig, ServerConfig())
+    store = section("store", StoreConfig, StoreConfig())
+    logging_cfg = section("logging", LoggingConfig, LoggingConfig())
+    security = section("security", SecurityConfig)
+    callers: list[CallerConfig] = []
+    for i, raw_caller in enumerate(data.get("callers") or []):
+        try:
+            caller = conv.structure(raw_caller, CallerConfig)
+        except (ClassValidationError, IterableValidationError) as exc:
+            problems.extend(_format_cattrs(exc, f"callers[{i}]"))
+            continue
+        if not re.fullmatch(r"[0-9a-f]{64}", caller.key_sha256):
+            problems.append(f"callers[{i}].key_sha256: must be the hex SHA-256 of the API key (64 lower-case hex digits)")
+        for scope in caller.scopes:
+            if scope not in SCOPES:
+                problems.append(f"callers[{i}].scopes: unknown scope {scope!r} (known: {', '.join(sorted(SCOPES))})")
+        for provider in caller.providers:
+            if provider != "*" and provider not in PROVIDERS:
+                problems.append(f"callers[{i}].providers: unknown provider {provider!r}")
+        callers.append(caller)
+    if not callers:
+        problems.append("callers: at least one caller is required")
+    if len({c.key_sha256 for c in callers}) != len(callers):
+        problems.append("callers: two callers share one key")
+
+    adapters: dict[str, AdapterConfig] = {}
+    for provider, raw_adapter in (data.get("adapters") or {}).items():
+        prefix = f"adapters.{provider}"
+        if provider not in PROVIDERS:
+            problems.append(f"{prefix}: unknown provider (known: {', '.join(sorted(PROVIDERS))})")
+            continue
+        if not isinstance(raw_adapter, dict):
+            problems.append(f"{prefix}: must be a table")
+            continue
+        cls = load_adapter_class(provider)
+        common = {k: v for k, v in raw_adapter.items() if k in _COMMON_ADAPTER_KEYS}
+        specific = {k: v for k, v in raw_adapter.items() if k not in _COMMON_ADAPTER_KEYS}
+        try:
+            settings = conv.structure(specific, cls.settings_type)
+            adapter_cfg = conv.structure({"provider": provider, **common}, AdapterConfig)
+        except (ClassValidationError, IterableValidationError) as exc:
+            problems.extend(_format_cattrs(exc, prefix))
+            continue
+        adapter_cfg = attrs.evolve(adapter_cfg, settings=settings)
+        if not adapter_cfg.embedded and not adapter_cfg.base_url.startswith(("https://", "http://")):
+            problems.append(f"{prefix}.base_url: must be an http(s) URL or \"embedded\"")
+        if adapter_cfg.embedded and environment in ("preprod", "production"):
+            problems.append(f"{prefix}.base_url: the embedded simulator is not allowed in {environment}")
+        adapters[provider] = adapter_cfg
+
+    regions = data.get("regions") or {}
+    for region, provider in regions.items():
+        if provider not in adapters or not adapters[provider].enabled:
+            problems.append(f"regions.{region}: provider {provider!r} is not an enabled adapter")
+
+    if environment not in ("local", "test"):
+        for key, how in secrets_from.items():
+            if how == "literal" and _is_secret_key(key):
+                problems.append(f"{key}: in {environment} a secret must come from ${{VAR}} or file:, not the file itself")
+
+    if problems:
+        raise ConfigError(problems)
+    return GatewayConfig(
+        environment=environment,
+        server=server,
+        store=store,
+        logging=logging_cfg,
+        security=security,
+        callers=tuple(callers),
+        adapters=adapters,
+        regions=dict(regions),
+        source=source,
+    )
+
+
+_SECRET_KEY = re.compile(r"(secret|password|id_key|private|signing_key|encryption_key)", re.I)
+
+
+def _is_secret_key(path: str) -> bool:
+    leaf = path.rsplit(".", 1)[-1]
+    return bool(_SECRET_KEY.search(leaf))
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

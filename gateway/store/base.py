@@ -1,0 +1,65 @@
+"""The store interface. Every read takes the tenant: a record of another tenant does not exist for the caller.
+
+Backends (SQLite now, PostgreSQL for scale-out) implement exactly these methods; nothing above the store knows
+which one runs. Each method is atomic on its own.
+"""
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+
+from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> bool: ...
+
+    # customers
+    @abc.abstractmethod
+    async def insert_customer(self, record: CustomerRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_customer(self, tenant: str, customer_id: str) -> CustomerRecord | None: ...
+
+    @abc.abstractmethod
+    async def find_customer(self, tenant: str, provider: str, external_ref: str) -> CustomerRecord | None: ...
+
+    # consents
+    @abc.abstractmethod
+    async def insert_consent(self, record: ConsentRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_consent(self, tenant: str, consent_id: str) -> ConsentRecord | None: ...
+
+    @abc.abstractmethod
+    async def update_consent(self, record: ConsentRecord, *, expected_updated_at: datetime | None = None) -> bool:
+        """Write the record; with `expected_updated_at`, only if nobody changed it since (returns False if they did)."""
+
+    @abc.abstractmethod
+    async def list_consents(
+        self, tenant: str, *, customer_id: str | None, limit: int, after: tuple[str, str] | None
+    ) -> list[ConsentRecord]:
+        """Newest first; `after` is the (created_at, id) of the last item of the previous page."""
+
+    # accounts
+    @abc.abstractmethod
+    async def upsert_accounts(self, records: list[AccountRecord]) -> None: ...
+
+    @abc.abstractmethod
+    async def get_account(self, tenant: str, account_id: str) -> tuple[AccountRecord, ConsentRecord] | None:
+        """The account and the consent it was seen under, in one read."""
+
+    @abc.abstractmethod
+    async def list_accounts(self, tenant: str, consent_id: str) -> list[AccountRecord]: ...
+
+    @abc.abstractmethod
+    async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
+        """Delete everything stored from a consent (accounts and their cached data). Returns rows removed."""

@@ -1,0 +1,65 @@
+"""Shared fixtures: the gateway app on the local environment, with its simulators on ephemeral local ports."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from gateway.api.app import create_app
+from gateway.api.state import STATE
+from gateway.config import GatewayConfig, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_KEY = "gw_dev_local_key_do_not_use_in_production"
+READONLY_KEY = "gw_readonly_local_key_do_not_use"
+OTHER_KEY = "gw_other_tenant_local_key_do_not_use"
+DEV = {"Authorization": f"Bearer {DEV_KEY}"}
+READONLY = {"Authorization": f"Bearer {READONLY_KEY}"}
+OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
+
+
+def local_raw_config() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "config" / "local.toml").read_text())
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., GatewayConfig]:
+    """The local environment with its own database and ephemeral simulator ports; `patch` overrides keys."""
+
+    def build(patch: dict[str, Any] | None = None) -> GatewayConfig:
+        raw = local_raw_config()
+        raw["store"] = {"url": f"sqlite:///{tmp_path}/gateway.db"}
+        raw["logging"] = {"format": "json", "level": "info"}
+        for adapter in raw["adapters"].values():
+            adapter["sandbox_port"] = 0
+        return parse_config(_merge(raw, patch or {}), source="test")
+
+    return build
+
+
+@pytest.fixture
+def gateway_config(make_config: Callable[..., GatewayConfig]) -> GatewayConfig:
+    return make_config()
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: Any, gateway_config: GatewayConfig) -> Any:
+    """An aiohttp test client for the gateway on the local environment."""
+    return await aiohttp_client(create_app(gateway_config))
+
+
+def sandbox_of(client: Any, provider: str) -> Any:
+    return client.server.app[STATE].sandboxes[provider]
+
+
+def state_of(client: Any) -> Any:
+    return client.server.app[STATE]

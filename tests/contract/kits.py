@@ -1,0 +1,29 @@
+"""What the contract suite needs to know to drive each provider through the canonical API.
+
+A kit says how to get an authorised consent (customer fields, end-user choices) and nothing else: every
+assertion in the suite is the same for every provider.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class ProviderKit:
+    provider: str
+    customer: dict[str, Any] | None  # body extras for POST /v1/customers; None if the provider has no customers
+    consent: dict[str, Any] = attrs.field(factory=dict)  # body extras for POST /v1/consents
+    end_user: dict[str, Any] = attrs.field(factory=dict)  # what the simulated end user chooses
+    payment_scheme: str | None = None  # the payment-coordinates scheme its accounts expose
+
+
+KITS: dict[str, ProviderKit] = {
+    "mastercard-us": ProviderKit(
+        provider="mastercard-us",
+        customer={"type": "testing"},
+        end_user={"institution_id": "102105", "username": "profile_03"},
+        payment_scheme="us_ach",
+    ),
+}

@@ -1,0 +1,147 @@
+"""The contract suite: every canonical scenario against every adapter that declares the capability.
+
+An adapter that does not declare an operation must answer 501 `unsupported_operation` without calling upstream;
+every response is checked against the OpenAPI contract.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.base import OPERATIONS, PROVIDERS, implemented_operations, load_adapter_class
+from tests.conftest import DEV, sandbox_of
+from tests.contract.kits import KITS, ProviderKit
+from tests.openapi_check import validate_response
+
+pytestmark = pytest.mark.parametrize("provider", sorted(PROVIDERS))
+
+
+class Api:
+    """Calls the gateway and checks every answer against the OpenAPI document."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+        resp = await self.client.request(method, path, headers=DEV, **kwargs)
+        body = await resp.json()
+        assert resp.status == expect, (method, path, resp.status, body)
+        validate_response(method, path, resp.status, body, resp.content_type)
+        return body
+
+
+def _kit(provider: str) -> ProviderKit:
+    if provider not in KITS:
+        pytest.fail(f"no contract kit for {provider}: add one to tests/contract/kits.py")
+    return KITS[provider]
+
+
+def _caps(provider: str) -> frozenset[str]:
+    return load_adapter_class(provider).capabilities
+
+
+async def _authorised(api: Api, kit: ProviderKit) -> dict[str, Any]:
+    body: dict[str, Any] = {"redirect_uri": "https://app.example.com/cb", **kit.consent}
+    if kit.customer is not None:
+        customer = await api.call("POST", "/v1/customers", 201, json={
+            "provider": kit.provider, "external_ref": f"contract{secrets.token_hex(4)}", **kit.customer})
+        assert customer["id"].startswith("cus_") and customer["provider"] == kit.provider
+        assert (await api.call("GET", f"/v1/customers/{customer['id']}", 200)) == customer
+        body["customer_id"] = customer["id"]
+    else:
+        body["provider"] = kit.provider
+    consent = await api.call("POST", "/v1/consents", 201, json=body)
+    assert consent["status"] == "awaiting_authorisation" and consent["authorisation_url"]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(consent["authorisation_url"], json=kit.end_user or None) as resp:
+            assert resp.status == 200
+            redirect = (await resp.json())["redirect_to"]
+    done = await api.call("POST", f"/v1/consents/{consent['id']}/complete", 200, json={"redirect_result": redirect})
+    assert done["status"] == "authorised" and done["authorised_at"]
+    # completing twice is harmless
+    assert (await api.call("POST", f"/v1/consents/{consent['id']}/complete", 200,
+                           json={"redirect_result": redirect}))["status"] == "authorised"
+    return done
+
+
+def test_declared_capabilities_are_implemented(provider: str) -> None:
+    cls = load_adapter_class(provider)
+    assert cls.capabilities == implemented_operations(cls)
+    assert cls.capabilities <= set(OPERATIONS)
+
+
+async def test_provider_listed_with_capabilities(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    listing = await Api(gateway).call("GET", "/v1/providers", 200)
+    entry = next(p for p in listing["data"] if p["id"] == provider)
+    assert set(entry["capabilities"]) == _caps(provider)
+    assert entry["health"]["circuit"] in ("closed", "half_open", "open")
+
+
+async def test_account_information_scenario(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    caps = _caps(provider)
+    if not {"create_consent", "complete_consent", "list_accounts"} <= caps:
+        pytest.skip(f"{provider} has no account-information consents")
+    api, kit = Api(gateway), _kit(provider)
+    consent = await _authorised(api, kit)
+    assert (await api.call("GET", f"/v1/consents/{consent['id']}", 200))["id"] == consent["id"]
+    accounts = (await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 200))["data"]
+    assert accounts and all(a["id"].startswith("acc_") and a["consent_id"] == consent["id"] for a in accounts)
+    again = (await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 200))["data"]
+    assert [a["id"] for a in again] == [a["id"] for a in accounts]  # ids are stable across calls
+    account = accounts[0]
+    assert await api.call("GET", f"/v1/accounts/{account['id']}", 200) == account
+
+    if "get_balances" in caps:
+        balances = (await api.call("GET", f"/v1/accounts/{account['id']}/balances", 200))["data"]
+        assert balances and all(Decimal(b["amount"]["amount"]).is_finite() for b in balances)
+    if "get_live_balances" in caps:
+        live = (await api.call("GET", f"/v1/accounts/{account['id']}/balances?live=true", 200))["data"]
+        assert live and all(b["live"] for b in live)
+    if "list_transactions" in caps:
+        start = (date.today() - timedelta(days=365)).isoformat()
+        first = await api.call("GET", f"/v1/accounts/{account['id']}/transactions?from={start}&limit=3", 200)
+        assert len(first["data"]) <= 3
+        if first["next_cursor"]:
+            second = await api.call("GET", f"/v1/accounts/{account['id']}/transactions?from={start}&limit=3"
+                                           f"&cursor={first['next_cursor']}", 200)
+            assert not {t["id"] for t in first["data"]} & {t["id"] for t in second["data"]}
+    if "get_account_details" in caps:
+        details = await api.call("GET", f"/v1/accounts/{account['id']}/details", 200)
+        assert details["account_id"] == account["id"]
+        assert {c["scheme"] for c in details["coordinates"]} >= {kit.payment_scheme}
+    if "get_account_owner" in caps:
+        owner = await api.call("GET", f"/v1/accounts/{account['id']}/owner", 200)
+        assert owner["names"]
+    if "revoke_consent" in caps:
+        revoked = await api.call("POST", f"/v1/consents/{consent['id']}/revoke", 200)
+        assert revoked["status"] == "revoked"
+        await api.call("GET", f"/v1/accounts/{account['id']}", 404)
+        await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 403)
+
+
+async def test_institutions(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    if "list_institutions" not in _caps(provider):
+        pytest.skip(f"{provider} does not list institutions")
+    page = await Api(gateway).call("GET", f"/v1/institutions?provider={provider}&limit=2", 200)
+    assert page["data"] and all(i["provider"] == provider for i in page["data"])
+    if page["next_cursor"]:
+        await Api(gateway).call("GET", f"/v1/institutions?provider={provider}&limit=2&cursor={page['next_cursor']}", 200)
+
+
+async def test_undeclared_operations_answer_501_without_upstream_call(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    caps = _caps(provider)
+    missing = set(OPERATIONS) - caps
+    if not missing:
+        pytest.skip(f"{provider} declares every operation")
+    api = Api(gateway)
+    sandbox = sandbox_of(gateway, provider)
+    sandbox.calls.clear()
+    if "list_institutions" in missing:
+        problem = await api.call("GET", f"/v1/institutions?provider={provider}", 501)
+        assert problem["code"] == "unsupported_operation"
+    assert not sandbox.calls.matching()

@@ -1,0 +1,126 @@
+"""Environment files: every problem reported with its key path; secrets only from variables or files outside local."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config, parse_config
+from tests.conftest import ROOT, local_raw_config
+
+ENV_FILES = ["local", "sandbox", "preprod", "production"]
+PROD_ENV = {
+    "GATEWAY_PUBLIC_URL": "https://gateway.internal.example",
+    "GATEWAY_STORE_URL": "sqlite:///var/prod.db",
+    "GATEWAY_ID_KEY": "k" * 32,
+    "GATEWAY_TENANT": "fintech",
+    "GATEWAY_CALLER_KEY_SHA256": "a" * 64,
+    "MASTERCARD_US_PARTNER_ID": "2445580000000",
+    "MASTERCARD_US_PARTNER_SECRET": "prod-partner-secret-value",
+    "MASTERCARD_US_APP_KEY": "prod-app-key-value",
+}
+
+
+def test_local_needs_no_variables() -> None:
+    config = load_config(ROOT / "config" / "local.toml", environ={})
+    assert config.environment == "local"
+    assert "mastercard-us" in config.enabled_adapters()
+    assert config.adapters["mastercard-us"].embedded
+
+
+@pytest.mark.parametrize("name", ENV_FILES[1:])
+def test_other_environments_load_with_their_variables(name: str) -> None:
+    config = load_config(ROOT / "config" / f"{name}.toml", environ=PROD_ENV)
+    assert config.environment == name
+    adapter = config.adapters["mastercard-us"]
+    assert not adapter.embedded
+    assert adapter.settings.partner_secret.reveal() == "prod-partner-secret-value"
+    assert "prod-partner-secret-value" not in repr(adapter.settings)
+
+
+@pytest.mark.parametrize("name", ENV_FILES[1:])
+def test_missing_variable_is_named(name: str) -> None:
+    env = dict(PROD_ENV)
+    del env["MASTERCARD_US_PARTNER_SECRET"]
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config" / f"{name}.toml", environ=env)
+    assert any("adapters.mastercard-us.partner_secret" in p and "MASTERCARD_US_PARTNER_SECRET" in p
+               for p in err.value.problems), err.value.problems
+
+
+def test_every_problem_has_its_key_path() -> None:
+    raw = local_raw_config()
+    raw["server"]["port"] = "eighty"
+    raw["server"]["colour"] = "blue"
+    raw["adapters"]["mastercard-us"]["timeouts"] = {"total": "slow"}
+    raw["adapters"]["mastercard-us"]["surprise"] = 1
+    raw["adapters"]["nowhere-bank"] = {}
+    raw["callers"][0]["scopes"] = ["ais:read", "root"]
+    raw["callers"][1]["key_sha256"] = "not-a-hash"
+    raw["regions"]["AU"] = "mastercard-au"
+    raw["unexpected"] = True
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    text = "\n".join(err.value.problems)
+    for expected in ("server.port", "server: extra fields found (colour)", "adapters.mastercard-us.timeouts.total",
+                     "adapters.mastercard-us: extra fields found (surprise)", "adapters.nowhere-bank: unknown provider",
+                     "callers[0].scopes: unknown scope 'root'", "callers[1].key_sha256", "regions.AU",
+                     "unexpected: unknown key"):
+        assert expected in text, f"{expected!r} not in:\n{text}"
+
+
+def test_literal_secret_refused_outside_local(tmp_path: Path) -> None:
+    text = (ROOT / "config" / "production.toml").read_text().replace(
+        '"${MASTERCARD_US_PARTNER_SECRET}"', '"written-into-the-file"')
+    path = tmp_path / "production.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=PROD_ENV)
+    assert any(p.startswith("adapters.mastercard-us.partner_secret: in production a secret must come from")
+               for p in err.value.problems), err.value.problems
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file-secret\n")
+    env = dict(PROD_ENV, MASTERCARD_US_PARTNER_SECRET=f"file:{secret_file}")
+    config = load_config(ROOT / "config" / "production.toml", environ=env)
+    assert config.adapters["mastercard-us"].settings.partner_secret.reveal() == "from-a-file-secret"
+
+
+def test_embedded_simulator_refused_in_production(tmp_path: Path) -> None:
+    text = (ROOT / "config" / "production.toml").read_text().replace('base_url = "https://api.finicity.com"',
+                                                                     'base_url = "embedded"')
+    path = tmp_path / "production.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=PROD_ENV)
+    assert any("embedded simulator is not allowed" in p for p in err.value.problems)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=60)
+
+
+def test_check_config_cli_reports_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "config" / "local.toml").read_text().replace("port = 8080", "port = \"x\""))
+    ok = _cli("check-config", str(ROOT / "config" / "local.toml"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "ok (environment local" in ok.stdout
+    failed = _cli("check-config", str(bad))
+    assert failed.returncode == 1
+    assert "server.port" in failed.stdout
+
+
+def test_cli_help_and_providers() -> None:
+    help_out = _cli("--help")
+    assert help_out.returncode == 0
+    for command in ("serve", "check-config", "providers"):
+        assert command in help_out.stdout
+    matrix = _cli("providers")
+    assert matrix.returncode == 0
+    assert "mastercard-us" in matrix.stdout and "list_transactions" in matrix.stdout
