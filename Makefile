@@ -26,3 +26,10 @@ check-config: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Benchmark against a bare pass-through proxy (see tests/bench/run.py); wrk is used when installed.
+bench: $(VENV)/.installed
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
+soak: $(VENV)/.installed
+	$(BIN)/python -m tests.bench.run --soak 300 $(BENCH_ARGS)

@@ -260,11 +260,16 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
         cls = load_adapter_class(provider)
         common = {k: v for k, v in raw_adapter.items() if k in _COMMON_ADAPTER_KEYS}
         specific = {k: v for k, v in raw_adapter.items() if k not in _COMMON_ADAPTER_KEYS}
+        settings = adapter_cfg = None
         try:
             settings = conv.structure(specific, cls.settings_type)
+        except (ClassValidationError, IterableValidationError) as exc:
+            problems.extend(_format_cattrs(exc, prefix))
+        try:
             adapter_cfg = conv.structure({"provider": provider, **common}, AdapterConfig)
         except (ClassValidationError, IterableValidationError) as exc:
             problems.extend(_format_cattrs(exc, prefix))
+        if settings is None or adapter_cfg is None:
             continue
         adapter_cfg = attrs.evolve(adapter_cfg, settings=settings)
         if not adapter_cfg.embedded and not adapter_cfg.base_url.startswith(("https://", "http://")):
@@ -274,7 +279,10 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
         adapters[provider] = adapter_cfg
 
     regions = data.get("regions") or {}
+    configured = set((data.get("adapters") or {}))
     for region, provider in regions.items():
+        if provider in configured and provider not in adapters:
+            continue  # the adapter's own problems are reported above
         if provider not in adapters or not adapters[provider].enabled:
             problems.append(f"regions.{region}: provider {provider!r} is not an enabled adapter")
 

@@ -129,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
 
     doc = load_yaml(args.input.read_text(encoding="utf-8"))
     trimmed = trim(doc, args.operations)
-    words = [str(args.input), str(args.output), *args.operations, *(x for n in args.note for x in ("--note", n))]
+    words = [shlex.quote(w) for w in (str(args.input), str(args.output), *args.operations)]
+    words += [f"--note {shlex.quote(note)}" for note in args.note]
     header = [f"# {line}" for note in args.note for line in note.splitlines()]
     header.append("# Regenerate with:")
     header.append("#   python scripts/trim_spec.py \\")
-    header.extend(f"#     {shlex.quote(w)} \\" for w in words[:-1])
-    header.append(f"#     {shlex.quote(words[-1])}")
+    header.extend(f"#     {w} \\" for w in words[:-1])
+    header.append(f"#     {words[-1]}")
     body = yaml.safe_dump(trimmed, sort_keys=False, allow_unicode=True, width=120)
     args.output.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
     counts = {k: len(v) for k, v in trimmed["components"].items()}

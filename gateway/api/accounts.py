@@ -6,6 +6,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from adapters.base import Adapter, TransactionQuery
+from gateway.api.state import PROVIDER
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.consents import load_consent
 from gateway.api.render import json_response
@@ -37,7 +38,7 @@ async def _account(request: web.Request, caller: Caller, operation: str,
     if found is None or not caller.may_use(found[0].provider):
         raise NotFound("no such account")
     account, consent = found
-    request["provider"] = account.provider
+    request[PROVIDER] = account.provider
     adapter = adapter_for_resource(state, caller, account.provider)
     require_capability(adapter, operation)
     require_active(consent, permission)

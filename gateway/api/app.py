@@ -15,7 +15,7 @@ from gateway.api.middleware import gateway_middleware
 from gateway.api.state import STATE, GatewayState
 from gateway.config import GatewayConfig
 from gateway.connectivity.client import UpstreamFactory
-from gateway.observability import Metrics
+from gateway.observability import Metrics, configure_logging
 from gateway.store import open_store
 from gateway.validation.access import CallerDirectory
 
@@ -47,6 +47,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def create_app(config: GatewayConfig) -> web.Application:
+    configure_logging(config.logging.format, config.logging.level)
     app = web.Application(middlewares=[gateway_middleware], client_max_size=config.server.max_body_bytes)
     metrics = Metrics()
     id_key = hmac.new(config.security.id_key.reveal().encode(), b"gateway-ids-v1", hashlib.sha256).digest()

@@ -5,6 +5,7 @@ from aiohttp import web
 
 from adapters.base import CreateConsentInput
 from gateway import ids
+from gateway.api.state import PROVIDER
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.render import json_response
 from gateway.errors import Conflict, NotFound, ValidationFailed
@@ -32,7 +33,7 @@ async def load_consent(request: web.Request, caller: Caller, consent_id: str) ->
     record = await state_of(request).store.get_consent(caller.tenant, consent_id)
     if record is None or not caller.may_use(record.provider):
         raise NotFound("no such consent")
-    request["provider"] = record.provider
+    request[PROVIDER] = record.provider
     return record
 
 
@@ -53,7 +54,7 @@ async def create_consent(request: web.Request) -> web.Response:
         adapter = adapter_for_resource(state, caller, customer.provider)
     else:
         adapter = pick_adapter(state, caller, provider=body.provider, region=None)
-    request["provider"] = adapter.provider_id
+    request[PROVIDER] = adapter.provider_id
     require_capability(adapter, "create_consent")
     data = CreateConsentInput(redirect_uri=body.redirect_uri, institution_id=body.institution_id,
                               permissions=body.permissions, language=body.language)

@@ -5,6 +5,7 @@ from aiohttp import web
 
 from adapters.base import CreateCustomerInput
 from gateway import ids
+from gateway.api.state import PROVIDER
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.render import json_response
 from gateway.errors import Conflict, NotFound
@@ -27,7 +28,7 @@ async def create_customer(request: web.Request) -> web.Response:
     require_scope(caller, "ais:write")
     body = await parse_body(request, CreateCustomerRequest, state.config.server.max_body_bytes)
     adapter = pick_adapter(state, caller, provider=body.provider, region=body.region)
-    request["provider"] = adapter.provider_id
+    request[PROVIDER] = adapter.provider_id
     require_capability(adapter, "create_customer")
     data = CreateCustomerInput(external_ref=body.external_ref, type=body.type, first_name=body.first_name,
                                last_name=body.last_name, email=body.email, phone=body.phone)

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from gateway.api.render import problem_response
-from gateway.api.state import STATE
+from gateway.api.state import CALLER, PROVIDER, REQUEST_ID, STATE
 from gateway.errors import GatewayError, GatewayFault, MalformedRequest, MethodNotAllowed, NotFound, PayloadTooLarge
 
 log = structlog.get_logger("gateway.access")
@@ -32,14 +32,14 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     given = request.headers.get("X-Request-Id")
     request_id = given if given and _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     caller = None
     try:
         if not request.path.startswith(PUBLIC_PREFIXES):
             caller = state.callers.authenticate(request.headers.get("Authorization"))
-            request["caller"] = caller
+            request[CALLER] = caller
         response = await handler(request)
     except GatewayError as exc:
         response = problem_response(exc, request_id)
@@ -76,6 +76,6 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         duration_ms=round(elapsed * 1000, 3),
         tenant=caller.tenant if caller else None,
         caller=caller.name if caller else None,
-        provider=request.get("provider"),
+        provider=request.get(PROVIDER),
     )
     return response

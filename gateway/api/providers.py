@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from adapters.base import OPERATIONS, InstitutionQuery
+from gateway.api.state import PROVIDER
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.render import json_response
 from gateway.models.serialize import to_plain
@@ -39,7 +40,7 @@ async def list_institutions(request: web.Request) -> web.Response:
     adapter = pick_adapter(state, caller, provider=q.text(query, "provider", max_len=40),
                            region=q.text(query, "region", max_len=8), location="query")
     require_capability(adapter, "list_institutions")
-    request["provider"] = adapter.provider_id
+    request[PROVIDER] = adapter.provider_id
     search = q.text(query, "search")
     country = q.text(query, "country", max_len=2)
     limit = q.limit(query, default=25, maximum=100)

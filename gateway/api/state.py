@@ -13,7 +13,7 @@ from gateway.connectivity.client import UpstreamFactory
 from gateway.errors import NotFound
 from gateway.observability import Metrics
 from gateway.store import Store
-from gateway.validation.access import CallerDirectory
+from gateway.validation.access import Caller, CallerDirectory
 
 
 @attrs.define
@@ -37,3 +37,7 @@ class GatewayState:
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("gateway_state", GatewayState)
+# Per-request values the middleware sets and handlers read.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+PROVIDER: web.RequestKey[str] = web.RequestKey("provider", str)

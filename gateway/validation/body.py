@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 import cattrs
 import orjson
 from aiohttp import web
-from cattrs.errors import BaseValidationError
+from cattrs.errors import BaseValidationError, ClassValidationError, IterableValidationError
 
 from gateway.errors import MalformedRequest, PayloadTooLarge, ValidationFailed
 from gateway.validation.structure import converter
@@ -18,25 +18,43 @@ def field_error(field: str, message: str, location: str = "body") -> dict[str, s
     return {"location": location, "field": field, "message": message}
 
 
-def _cattrs_errors(exc: BaseValidationError) -> list[dict[str, str]]:
-    out = []
-    for message in cattrs.transform_error(exc, format_exception=_describe):
-        reason, _, where = message.rpartition(" @ ")
-        field = where.removeprefix("$").lstrip(".") or "$"
-        out.append(field_error(field, reason))
-    return out
+class FieldValueError(ValueError):
+    """Raised by request-object validators: names the field, since attrs runs them after structuring."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
-def _describe(exc: BaseException, type_: Any) -> str:
-    if isinstance(exc, KeyError):
-        return "required field missing"
-    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return f"unknown field(s): {', '.join(sorted(exc.extra_fields))}"
-    if isinstance(exc, ValueError) and str(exc):
-        return str(exc)
-    if isinstance(exc, TypeError) and type_ is not None:
-        return f"expected {getattr(type_, '__name__', type_)}"
-    return f"invalid value ({type(exc).__name__})"
+def _join(path: str, name: str | int) -> str:
+    if isinstance(name, int):
+        return f"{path}[{name}]"
+    return f"{path}.{name}" if path else str(name)
+
+
+def _walk(exc: BaseException, path: str, out: list[dict[str, str]]) -> None:
+    if isinstance(exc, ClassValidationError):
+        with_notes, without = exc.group_exceptions()
+        for inner, note in with_notes:
+            _walk(inner, _join(path, note.name), out)
+        for inner in without:
+            _walk(inner, path, out)
+    elif isinstance(exc, IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for inner, note in with_notes:
+            _walk(inner, _join(path, note.index), out)
+        for inner in without:
+            _walk(inner, path, out)
+    elif isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        out.append(field_error(path or "$", f"unknown field(s): {', '.join(sorted(exc.extra_fields))}"))
+    elif isinstance(exc, FieldValueError):
+        out.append(field_error(_join(path, exc.field), str(exc)))
+    elif isinstance(exc, KeyError):
+        out.append(field_error(path or "$", "required field missing"))
+    elif isinstance(exc, (ValueError, TypeError)) and str(exc):
+        out.append(field_error(path or "$", str(exc)))
+    else:
+        out.append(field_error(path or "$", f"invalid value ({type(exc).__name__})"))
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
@@ -62,7 +80,8 @@ def structure(data: Any, cls: type[T]) -> T:
     try:
         return converter.structure(data, cls)
     except BaseValidationError as exc:
-        errors = _cattrs_errors(exc)
+        errors: list[dict[str, str]] = []
+        _walk(exc, "", errors)
         raise ValidationFailed(
             "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors=errors
         ) from None

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from gateway.models import CustomerType
+from gateway.validation.body import FieldValueError
 
 PERMISSIONS = ("accounts", "balances", "transactions", "details", "owner")
 _PROVIDER = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
@@ -24,18 +25,25 @@ def _optional(check):  # type: ignore[no-untyped-def]
 def _length(lo: int, hi: int):  # type: ignore[no-untyped-def]
     def check(_inst, _attr, value: str) -> None:
         if not lo <= len(value) <= hi:
-            raise ValueError(f"must be {lo} to {hi} characters long")
+            raise FieldValueError(_attr.name, f"must be {lo} to {hi} characters long")
     return check
 
 
 def _matches(pattern: re.Pattern[str], what: str):  # type: ignore[no-untyped-def]
-    def check(_inst, _attr, value: str) -> None:
+    def check(_inst, attr, value: str) -> None:
         if not pattern.fullmatch(value):
-            raise ValueError(f"must be {what}")
+            raise FieldValueError(attr.name, f"must be {what}")
     return check
 
 
-def _redirect_uri(_inst, _attr, value: str) -> None:
+def _redirect_uri(_inst, attr, value: str) -> None:
+    try:
+        _check_redirect_uri(value)
+    except ValueError as exc:
+        raise FieldValueError(attr.name, str(exc)) from None
+
+
+def _check_redirect_uri(value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ValueError("must be an absolute http(s) URL")
@@ -47,7 +55,14 @@ def _redirect_uri(_inst, _attr, value: str) -> None:
         raise ValueError("must be at most 2000 characters long")
 
 
-def _permissions(_inst, _attr, value: tuple[str, ...]) -> None:
+def _permissions(_inst, attr, value: tuple[str, ...]) -> None:
+    try:
+        _check_permissions(value)
+    except ValueError as exc:
+        raise FieldValueError(attr.name, str(exc)) from None
+
+
+def _check_permissions(value: tuple[str, ...]) -> None:
     unknown = [p for p in value if p not in PERMISSIONS]
     if unknown:
         raise ValueError(f"unknown permission(s) {', '.join(unknown)}; allowed: {', '.join(PERMISSIONS)}")

@@ -9,7 +9,9 @@ import cattrs
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
 
-def _strict_str(value: Any, _: type) -> str:
+def _strict_str(value: Any, type_: type) -> Any:
+    if type_ is not str and issubclass(type_, enum.Enum):
+        return _enum(value, type_)  # str-based enums dispatch here (str precedes Enum in their MRO)
     if not isinstance(value, str):
         raise TypeError("expected a string")
     return value

@@ -84,7 +84,7 @@ async def test_malformed_json(gw, account) -> None:  # type: ignore[no-untyped-d
 
 
 async def test_dropped_connection(gw, account) -> None:  # type: ignore[no-untyped-def]
-    sandbox_of(gw, "mastercard-us").faults.add("drop_connection", path=r"/availableBalance$", times=3)
+    sandbox_of(gw, "mastercard-us").faults.add("drop_connection", path=r"/availableBalance$", times=None)
     resp = await gw.get(f"/v1/accounts/{account['id']}/balances", headers=DEV)
     problem = await resp.json()
     assert resp.status == 502 and problem["code"] == "provider_unavailable" and problem["retryable"]

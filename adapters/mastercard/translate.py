@@ -1,0 +1,557 @@
+"""Platform payloads ⇄ canonical models. Pure functions, no I/O; shapes follow the platform's OpenAPI schemas.
+
+Amounts arrive as JSON floats and become exact Decimals through their shortest repr; epoch seconds become aware UTC
+datetimes (and UTC dates). A payload that cannot be read raises ProviderBadResponse rather than passing on a
+guess; payment coordinates are checked (ABA checksum, BSB format) before anyone could send money with them.
+`transactions` is the hot path and is written for speed; everything else favours plainness.
+"""
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable
+
+import attrs
+
+from adapters.base import CreateCustomerInput
+from adapters.mastercard.region import REGIONS, MastercardRegion
+from gateway.errors import ProviderBadResponse, ValidationFailed
+from gateway.ids import IdMinter
+from gateway.models import (
+    Account,
+    AccountDetails,
+    AccountType,
+    Balance,
+    BalanceType,
+    Institution,
+    Money,
+    Owner,
+    PaymentCoordinates,
+    PostalAddress,
+    Transaction,
+    TransactionStatus,
+)
+from gateway.models.money import minor_units
+from gateway.models.time import UTC, date_from_epoch, utc_from_epoch
+
+ACCOUNT_TYPES: dict[str, AccountType] = {
+    "checking": AccountType.CHECKING,
+    "transactionAndSavings": AccountType.CHECKING,  # AU transaction accounts
+    "savings": AccountType.SAVINGS,
+    "cd": AccountType.SAVINGS,
+    "moneyMarket": AccountType.SAVINGS,
+    "healthSavingsAccount": AccountType.SAVINGS,
+    "creditCard": AccountType.CREDIT_CARD,
+    "lineOfCredit": AccountType.LOAN,
+    "loan": AccountType.LOAN,
+    "autoLoan": AccountType.LOAN,
+    "studentLoan": AccountType.LOAN,
+    "studentLoanGroup": AccountType.LOAN,
+    "studentLoanAccount": AccountType.LOAN,
+    "mortgage": AccountType.MORTGAGE,
+    "investment": AccountType.INVESTMENT,
+    "brokerageAccount": AccountType.INVESTMENT,
+    "employeeStockPurchasePlan": AccountType.INVESTMENT,
+    "ugma": AccountType.INVESTMENT,
+    "utma": AccountType.INVESTMENT,
+    "529": AccountType.INVESTMENT,
+    "529plan": AccountType.INVESTMENT,
+    "educationSavings": AccountType.INVESTMENT,
+    **{kind: AccountType.RETIREMENT for kind in (
+        "investmentTaxDeferred", "ira", "401k", "401a", "403b", "457", "457plan", "roth", "roth401k", "rollover",
+        "keogh", "sepIRA", "simpleIRA", "pension", "profitSharingPlan", "thriftSavingsPlan", "variableAnnuity",
+    )},
+}
+
+TRANSACTION_STATUSES: dict[str, TransactionStatus] = {
+    "active": TransactionStatus.BOOKED,
+    "pending": TransactionStatus.PENDING,
+    "shadow": TransactionStatus.REMOVED,  # seen in an earlier aggregation, gone from the institution now
+}
+
+# What an institution's product flags allow, in the gateway's permission vocabulary (reports by product name).
+_INSTITUTION_CAPABILITIES = (
+    ("transAgg", ("accounts", "transactions")), ("availBalance", ("balances",)), ("ach", ("details",)),
+    ("accountOwner", ("owner",)), ("voa", ("voa",)), ("voi", ("voi",)), ("aha", ("account_history",)),
+    ("stateAgg", ("statements",)),
+)
+_COUNTRY_ALPHA3 = {"USA": "US", "CAN": "CA", "AUS": "AU", "NZL": "NZ", "GBR": "GB", "MEX": "MX", "PRI": "PR"}
+_NO_DESCRIPTION = "No description provided by institution"
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9!@.#$%&*_+\-]{6,255}")
+_BSB_RE = re.compile(r"[0-9]{3}-[0-9]{3}")  # ASCII digits: \d also matches other scripts' digits
+_ABA_RE = re.compile(r"[0-9]{9}")
+_ACCOUNT_NUMBER_RE = re.compile(r"[0-9A-Za-z\-]{1,34}")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+def _bad(region_or_provider: MastercardRegion | str, what: str) -> ProviderBadResponse:
+    provider = region_or_provider if isinstance(region_or_provider, str) else region_or_provider.provider_id
+    return ProviderBadResponse(f"{provider} sent {what} the gateway cannot read; retrying will not help.")
+
+
+def _ref(value: Any) -> str:
+    """An upstream id (number or string) as a non-empty string."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"not an id: {value!r}")
+    text = str(value)
+    if not text:
+        raise ValueError("empty id")
+    return text
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _currency(value: Any, default: str) -> str:
+    return value if isinstance(value, str) and _CURRENCY_RE.fullmatch(value) else default
+
+
+def _country(value: Any, default: str | None) -> str | None:
+    text = _text(value)
+    if text is None:
+        return default
+    text = text.upper()
+    return text if len(text) == 2 else _COUNTRY_ALPHA3.get(text, default)
+
+
+def _epoch(value: Any) -> datetime | None:
+    """Epoch seconds → aware UTC datetime; absent, null and 0 (the platform's "not set") → None."""
+    if value is None or value == 0 or value == "":
+        return None
+    return utc_from_epoch(value)
+
+
+def masked_number(*candidates: Any) -> str | None:
+    """The last four digits of the first candidate that has any, behind a fixed mask; never more digits."""
+    for candidate in candidates:
+        if isinstance(candidate, (str, int)) and not isinstance(candidate, bool):
+            digits = [c for c in str(candidate) if "0" <= c <= "9"]
+            if digits:
+                return "****" + "".join(digits[-4:])
+    return None
+
+
+# --- accounts ----------------------------------------------------------------------------------------------------
+def account(raw: dict[str, Any], *, region: MastercardRegion, consent_id: str, ids: IdMinter) -> Account:
+    try:
+        ref = _ref(raw["id"])
+        kind = raw.get("type")
+        extra: dict[str, Any] = {"provider_type": kind}
+        login = raw.get("institutionLoginId")
+        if login is not None:
+            extra["institution_login_id"] = _ref(login)
+        for source, target in (("accountNickname", "nickname"), ("marketSegment", "market_segment"),
+                               ("aggregationStatusCode", "aggregation_status_code")):
+            if raw.get(source) is not None:
+                extra[target] = raw[source]
+        institution = raw.get("institutionId")
+        return Account(
+            id=ids.account(ref),
+            provider=region.provider_id,
+            provider_ref=ref,
+            consent_id=consent_id,
+            name=_text(raw.get("name")) or _text(raw.get("accountNickname")) or "",
+            type=ACCOUNT_TYPES.get(kind, AccountType.OTHER) if isinstance(kind, str) else AccountType.OTHER,
+            currency=_currency(raw.get("currency"), region.currency),
+            masked_number=masked_number(raw.get("accountNumberDisplay"), raw.get("realAccountNumberLast4"),
+                                        raw.get("number")),
+            institution_id=_ref(institution) if institution is not None else None,
+            status=_text(raw.get("status")) or "active",
+            extra=extra,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _bad(region, "an account") from exc
+
+
+def accounts(body: dict[str, Any], *, region: MastercardRegion, consent_id: str, ids: IdMinter) -> list[Account]:
+    rows = body.get("accounts") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise _bad(region, "an account list")
+    return [account(raw, region=region, consent_id=consent_id, ids=ids) for raw in rows]
+
+
+# --- transactions: the hot path ---------------------------------------------------------------------------------
+@attrs.frozen(slots=True)
+class TransactionsPage:
+    items: list[Transaction]
+    found: int  # upstream counts, before pending/removed filtering: paging follows them
+    displaying: int
+    more_available: bool
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_from_timestamp = datetime.fromtimestamp
+_from_ordinal = date.fromordinal
+
+
+def _money(value: Any, currency: str) -> Money:
+    money = Money.of(value, currency)
+    if not money.amount.is_finite():
+        raise ValueError("amount is not a finite number")
+    return money
+
+
+def money_reader(currency: str) -> Callable[[Any], Money]:
+    """A converter of upstream amounts to Money, equal to `Money.of(value, currency)` but faster for floats.
+
+    A float's shortest repr is padded to the currency's minor unit, which is what Money.of's quantize does;
+    anything unusual (exponent notation, ints, strings, bools, NaN) goes through Money.of itself.
+    """
+    places = minor_units(currency)
+    pads = ["0" * (places - n) if n < places else "" for n in range(places + 1)]
+    zero = Money.of(0.0, currency)
+    cache: dict[float, Money] = {}
+
+    def read(value: Any) -> Money:
+        if type(value) is not float:
+            return _money(value, currency)
+        found = cache.get(value)
+        if found is not None:
+            return found
+        text = repr(value)
+        dot = text.find(".")
+        if dot < 0 or "e" in text:
+            money = _money(value, currency)
+        elif value == 0:
+            money = zero
+        else:
+            decimals = len(text) - dot - 1
+            money = Money(Decimal(text + pads[decimals] if decimals < places else text), currency)
+        cache[value] = money
+        return money
+
+    return read
+
+
+def transactions(body: dict[str, Any], *, region: MastercardRegion, account_id: str, ids: IdMinter,
+                 include_pending: bool, include_removed: bool, currency: str | None = None) -> TransactionsPage:
+    """One page of an account's transactions. `currency` is the account's (the region's by default)."""
+    rows = body.get("transactions") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise _bad(region, "a transaction page")
+    money = money_reader(currency or region.currency)
+    derive = ids.transaction
+    statuses = TRANSACTION_STATUSES
+    pending, removed = TransactionStatus.PENDING, TransactionStatus.REMOVED
+    utc = UTC
+    items: list[Transaction] = []
+    append = items.append
+    try:
+        for row in rows:
+            status = statuses[row["status"]]
+            if status is pending:
+                if not include_pending:
+                    continue
+            elif status is removed and not include_removed:
+                continue
+            ref = row["id"]
+            ref = str(ref) if type(ref) is int else _ref(ref)
+            description = row.get("description")
+            memo = row.get("memo")
+            if not description or description == _NO_DESCRIPTION:
+                description = memo or description or ""
+            posted = row.get("postedDate")
+            if status is pending or not posted:
+                posted = None
+            elif type(posted) is int:
+                posted = _from_timestamp(posted, utc)
+            else:
+                posted = utc_from_epoch(posted)
+            day = row.get("transactionDate")
+            if not day:
+                day = None
+            elif type(day) is int:
+                day = _from_ordinal(_EPOCH_ORDINAL + day // 86400)
+            else:
+                day = date_from_epoch(day)
+            category = row.get("categorization")
+            if category is not None:
+                category = category.get("category")
+            check = row.get("checkNum")
+            # Positional, in Transaction's field order (twice as fast as keywords on this path).
+            append(Transaction(derive(ref), account_id, ref, money(row["amount"]), status, description, posted, day,
+                               category, memo, None if check is None else str(check)))
+        more = body.get("moreAvailable")
+        return TransactionsPage(
+            items=items,
+            found=int(body.get("found", len(rows))),
+            displaying=int(body.get("displaying", len(rows))),
+            more_available=more is True or (isinstance(more, str) and more.strip().lower() == "true"),
+        )
+    except KeyError as exc:
+        raise _bad(region, "a transaction with a missing field or an unknown status that") from exc
+    except (TypeError, ValueError, AttributeError, ArithmeticError, OSError) as exc:
+        raise _bad(region, "a transaction") from exc
+
+
+def transactions_params(*, from_date: date, to_date: date, start: int, limit: int, include_pending: bool,
+                        sort: str) -> dict[str, str]:
+    """Query parameters for the transactions call: the whole of both days, in UTC epoch seconds."""
+    if from_date > to_date:
+        raise ValueError("from_date is after to_date")
+    if start < 1 or not 1 <= limit <= 1000:
+        raise ValueError("start must be ≥ 1 and limit within 1..1000")
+    if sort not in ("asc", "desc"):
+        raise ValueError("sort must be asc or desc")
+    return {
+        "fromDate": str(calendar.timegm(from_date.timetuple())),
+        "toDate": str(calendar.timegm(to_date.timetuple()) + 86399),
+        "start": str(start),
+        "limit": str(limit),
+        "sort": sort,
+        "includePending": "true" if include_pending else "false",
+    }
+
+
+# --- balances ------------------------------------------------------------------------------------------------------
+def balances(body: dict[str, Any], *, region: MastercardRegion, account_id: str, live: bool) -> list[Balance]:
+    """The availableBalance (and /live) answer: an AVAILABLE and a CURRENT (cleared) balance where present.
+
+    A live call whose aggregation did not succeed (a non-zero aggregationStatusCode) returns the cached figures,
+    so those are marked live=False.
+    """
+    if not isinstance(body, dict):
+        raise _bad(region, "a balance")
+    try:
+        currency = _currency(body.get("currency"), region.currency)
+        fresh = live and body.get("aggregationStatusCode") in (None, 0, "0")
+        out = []
+        for kind, amount_key, date_key in ((BalanceType.AVAILABLE, "availableBalance", "availableBalanceDate"),
+                                           (BalanceType.CURRENT, "clearedBalance", "clearedBalanceDate")):
+            amount = body.get(amount_key)
+            if amount is not None:
+                out.append(Balance(account_id=account_id, type=kind, amount=_money(amount, currency),
+                                   as_of=_epoch(body.get(date_key)), live=fresh))
+        return out
+    except (TypeError, ValueError, ArithmeticError, OSError) as exc:
+        raise _bad(region, "a balance") from exc
+
+
+# --- payment coordinates ---------------------------------------------------------------------------------------------
+def is_valid_aba(routing: str) -> bool:
+    """An ABA routing number: nine ASCII digits whose 3-7-1 weighted sum is a multiple of ten."""
+    if not isinstance(routing, str) or not _ABA_RE.fullmatch(routing):
+        return False
+    digits = [ord(c) - 48 for c in routing]
+    return sum(w * d for w, d in zip((3, 7, 1) * 3, digits)) % 10 == 0
+
+
+def _account_number(region: MastercardRegion, value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else None
+    if not text or not _ACCOUNT_NUMBER_RE.fullmatch(text):
+        raise _bad(region, "an account number")
+    return text
+
+
+def _instructions(body: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = body.get("paymentInstructions", body.get("paymentInstruction"))
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def _descriptor(instruction: dict[str, Any], kind: str) -> Any:
+    for d in instruction.get("descriptors") or ():
+        if isinstance(d, dict) and d.get("type") == kind:
+            return d.get("value")
+    return None
+
+
+def _ach(region: MastercardRegion, account_number: Any, routing: Any) -> PaymentCoordinates:
+    if not isinstance(routing, str) or not is_valid_aba(routing.strip()):
+        raise ProviderBadResponse(f"{region.provider_id} sent a routing number that fails the ABA checksum; the "
+                                  "gateway will not pass on doubtful payment details. Retrying will not help.")
+    return PaymentCoordinates(scheme="us_ach", account_number=_account_number(region, account_number),
+                              routing_number=routing.strip())
+
+
+def _bsb(region: MastercardRegion, account_number: Any, bsb: Any) -> PaymentCoordinates:
+    if not isinstance(bsb, str) or not _BSB_RE.fullmatch(bsb.strip()):
+        raise ProviderBadResponse(f"{region.provider_id} sent a BSB that is not of the form 123-456; the gateway "
+                                  "will not pass on doubtful payment details. Retrying will not help.")
+    return PaymentCoordinates(scheme="au_bsb", account_number=_account_number(region, account_number),
+                              bsb=bsb.strip())
+
+
+def payment_coordinates(body: dict[str, Any], *, region: MastercardRegion, account_id: str) -> AccountDetails:
+    """The account details answer: US ACH (v1 `{realAccountNumber, routingNumber}` or v3 `paymentInstruction`
+    entries of type ach) or AU BSB (`paymentInstructions` of type moneyTransfer with a bsbNumber descriptor)."""
+    if not isinstance(body, dict):
+        raise _bad(region, "account details")
+    found: list[PaymentCoordinates] = []
+    if region.details_scheme == "us_ach":
+        if "routingNumber" in body or "realAccountNumber" in body:
+            found.append(_ach(region, body.get("realAccountNumber"), body.get("routingNumber")))
+        for row in _instructions(body):
+            if str(row.get("type", "")).lower() == "ach":
+                found.append(_ach(region, row.get("accountNumber"), _descriptor(row, "routingNumber")))
+    elif region.details_scheme == "au_bsb":
+        for row in _instructions(body):
+            if row.get("type") == "moneyTransfer":
+                found.append(_bsb(region, row.get("accountNumber"), _descriptor(row, "bsbNumber")))
+    unique = tuple(dict.fromkeys(found))
+    if not unique:
+        raise ProviderBadResponse(f"{region.provider_id} sent account details without payment coordinates; "
+                                  "retrying will not help.")
+    return AccountDetails(account_id=account_id, coordinates=unique)
+
+
+# --- owner -------------------------------------------------------------------------------------------------------------
+def _address(raw: dict[str, Any]) -> PostalAddress:
+    lines = tuple(t for t in (_text(raw.get(k)) for k in ("line1", "line2", "line3")) if t)
+    if not lines and _text(raw.get("ownerAddress")):
+        lines = (raw["ownerAddress"].strip(),)
+    return PostalAddress(lines=lines, city=_text(raw.get("city")), region=_text(raw.get("state")),
+                         postal_code=_text(raw.get("postalCode")), country=_country(raw.get("country"), None))
+
+
+def _holder_name(holder: dict[str, Any]) -> str | None:
+    name = _text(holder.get("ownerName"))
+    if name:
+        return name
+    parts = [_text(holder.get(k)) for k in ("firstName", "middleName", "lastName", "suffix")]
+    return " ".join(p for p in parts if p) or None
+
+
+def owner(body: dict[str, Any], *, account_id: str) -> Owner:
+    """The v3 owner answer (`holders` with names, addresses, emails, phones) or the v1 one (`ownerName`,
+    `ownerAddress`)."""
+    if not isinstance(body, dict):
+        raise ProviderBadResponse("the provider sent an account owner the gateway cannot read")
+    names: dict[str, None] = {}
+    addresses: dict[PostalAddress, None] = {}
+    emails: dict[str, None] = {}
+    phones: dict[str, None] = {}
+    holders = body.get("holders")
+    if isinstance(holders, list):
+        for holder in holders:
+            if not isinstance(holder, dict):
+                continue
+            name = _holder_name(holder)
+            if name:
+                names[name] = None
+            for raw in holder.get("addresses") or ():
+                if isinstance(raw, dict):
+                    address = _address(raw)
+                    if address.lines or address.city or address.postal_code:
+                        addresses[address] = None
+            for raw in holder.get("emails") or ():
+                email = _text(raw.get("email")) if isinstance(raw, dict) else None
+                if email:
+                    emails[email] = None
+            for raw in holder.get("phones") or ():
+                phone = _text(raw.get("phone")) if isinstance(raw, dict) else None
+                if phone:
+                    phones[phone] = None
+    elif _text(body.get("ownerName")):
+        names[body["ownerName"].strip()] = None
+        if _text(body.get("ownerAddress")):
+            addresses[PostalAddress(lines=(body["ownerAddress"].strip(),))] = None
+    else:
+        raise ProviderBadResponse("the provider sent an account owner the gateway cannot read; retrying will not "
+                                  "help.")
+    return Owner(account_id=account_id, names=tuple(names), addresses=tuple(addresses), emails=tuple(emails),
+                 phones=tuple(phones))
+
+
+# --- institutions ----------------------------------------------------------------------------------------------------
+def institution(raw: dict[str, Any], *, provider: str) -> Institution:
+    try:
+        ref = _ref(raw["id"])
+        capabilities: list[str] = []
+        for flag, names in _INSTITUTION_CAPABILITIES:
+            if raw.get(flag) is True:
+                capabilities.extend(names)
+        address = raw.get("address") if isinstance(raw.get("address"), dict) else {}
+        default_country = REGIONS[provider].country if provider in REGIONS else None
+        return Institution(
+            id=ref,
+            provider=provider,
+            provider_ref=ref,
+            name=_text(raw.get("displayName")) or _text(raw.get("name")) or ref,
+            country=_country(address.get("country"), default_country) or "",
+            url=_text(raw.get("urlHomeApp")),
+            capabilities=tuple(capabilities),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _bad(provider, "an institution") from exc
+
+
+def institutions(body: dict[str, Any], *, provider: str) -> tuple[list[Institution], int, bool]:
+    """The institution search answer: (institutions, found, more available)."""
+    rows = body.get("institutions") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise _bad(provider, "an institution list")
+    items = [institution(raw, provider=provider) for raw in rows]
+    try:
+        found = int(body.get("found", len(items)))
+    except (TypeError, ValueError) as exc:
+        raise _bad(provider, "an institution list") from exc
+    more = body.get("moreAvailable")
+    return items, found, more is True or (isinstance(more, str) and more.strip().lower() == "true")
+
+
+# --- requests ------------------------------------------------------------------------------------------------------
+def validate_username(value: Any) -> str | None:
+    """Why `value` cannot be a platform customer username, or None when it can."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not 6 <= len(value) <= 255:
+        return "must be 6 to 255 characters long"
+    if not USERNAME_RE.fullmatch(value):
+        return "may contain only letters, digits and ! @ . # $ % & * _ - +"
+    return None
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", errors=[{"location": "body", "field": field, "message": message}])
+
+
+def customer_body(data: CreateCustomerInput, application_id: str | None) -> dict[str, Any]:
+    """The NewCustomer body: username (the caller's external_ref) and the optional fields that are set."""
+    reason = validate_username(data.external_ref)
+    if reason is not None:
+        raise _invalid("external_ref", reason)
+    body: dict[str, Any] = {"username": data.external_ref}
+    for key, value in (("firstName", data.first_name), ("lastName", data.last_name), ("email", data.email)):
+        if value:
+            body[key] = value
+    if data.phone:
+        phone = re.sub(r"[\s()]", "", data.phone)
+        if len(phone) > 15:
+            raise _invalid("phone", "must be at most 15 characters without spaces and brackets for this provider")
+        body["phone"] = phone
+    if application_id:
+        body["applicationId"] = application_id
+    return body
+
+
+def connect_body(*, partner_id: str, customer_ref: str, redirect_uri: str | None, webhook_url: str | None,
+                 institution_id: str | None, language: str | None, from_date_epoch: int | None,
+                 region: MastercardRegion | None = None) -> dict[str, Any]:
+    """The Connect URL body. With `institution_id` it is the Lite body (`/connect/v2/generate/lite`), which
+    has no `fromDate`; without, the full one (`/connect/v2/generate`)."""
+    body: dict[str, Any] = {"partnerId": partner_id, "customerId": customer_ref}
+    if institution_id is not None:
+        if not (isinstance(institution_id, str) and institution_id.isascii() and institution_id.isdigit()):
+            raise _invalid("institution_id", "is not an institution of this provider")
+        body["institutionId"] = int(institution_id)
+    if redirect_uri:
+        body["redirectUri"] = redirect_uri
+    if webhook_url:
+        body["webhook"] = webhook_url
+        body["webhookContentType"] = "application/json"
+    if language:
+        primary = language.split("-", 1)[0].lower()
+        supported = region.connect_languages if region is not None else frozenset({"es", "fr"})
+        if primary != "en":
+            if primary not in supported:
+                raise _invalid("language", f"must be one of {', '.join(['en', *sorted(supported)])} for this provider")
+            body["language"] = primary
+    if from_date_epoch is not None and institution_id is None:
+        if isinstance(from_date_epoch, bool) or not 10**9 <= int(from_date_epoch) < 10**10:
+            raise ValueError("fromDate must be epoch seconds with 10 digits")
+        body["fromDate"] = int(from_date_epoch)
+    return body
