@@ -24,7 +24,7 @@ from adapters.base import (
 from adapters.mastercard import translate
 from adapters.mastercard.client import MastercardClient
 from adapters.mastercard.region import US, MastercardRegion
-from gateway.errors import Conflict, ProviderBadResponse, ValidationFailed
+from gateway.errors import Conflict, NotFound, ProviderBadResponse, ValidationFailed
 from gateway.models import (
     Account,
     AccountDetails,
@@ -98,6 +98,9 @@ class MastercardPlatformAdapter(Adapter):
         if customer is None:
             raise ValidationFailed("customer_id: required for this provider", errors=[
                 {"location": "body", "field": "customer_id", "message": f"{self.provider_id} consents need a customer"}])
+        if data.institution_id is not None and not data.institution_id.isdigit():
+            raise ValidationFailed("institution_id: not an institution of this provider", errors=[
+                {"location": "body", "field": "institution_id", "message": "must be a numeric institution id"}])
 
     # --- helpers --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -146,6 +149,8 @@ class MastercardPlatformAdapter(Adapter):
         )
         if self.settings.experience:
             body["experience"] = self.settings.experience
+        if lite:
+            await self._require_institution(data.institution_id)
         path = "/connect/v2/generate/lite" if lite else "/connect/v2/generate"
         answer = await self.client.call("POST", path, operation="create_consent", json=body)
         link = answer.get("link") if isinstance(answer, dict) else None
@@ -153,6 +158,16 @@ class MastercardPlatformAdapter(Adapter):
             raise ProviderBadResponse(f"{self.provider_id} generated no Connect link")
         consent.upstream["customer_ref"] = customer.provider_ref
         return ConnectLink(url=link)
+
+    async def _require_institution(self, institution_id: str | None) -> None:
+        """An unknown institution is the caller's mistake: say so as a 422 before generating a link."""
+        try:
+            await self.client.call("GET", f"/institution/v2/institutions/{institution_id}",
+                                   operation="get_institution")
+        except NotFound:
+            raise ValidationFailed("institution_id: no such institution", errors=[
+                {"location": "body", "field": "institution_id",
+                 "message": f"{self.provider_id} has no institution {institution_id}"}]) from None
 
     async def _receipts(self, customer_ref: str) -> list[dict[str, Any]]:
         body = await self.client.call("GET", "/data-sharing-consents", operation="list_consent_receipts",

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import orjson
-
-from adapters.mastercard.errors import TOKEN_RENEW_CODES, error_from_response
+from adapters.mastercard.errors import TOKEN_RENEW_CODES, error_code, error_from_response
 from adapters.mastercard.region import MastercardRegion
 from gateway.connectivity.client import UpstreamClient
 from gateway.connectivity.tokens import TokenBroker
@@ -20,21 +18,6 @@ from gateway.observability import Metrics
 from gateway.secrets import Secret
 
 AUTH_PATH = "/aggregation/v2/partners/authentication"
-
-
-def error_code(body: bytes) -> str | None:
-    """The platform's error code from either of its error body shapes."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(parsed, dict):
-        if "code" in parsed and not isinstance(parsed["code"], (dict, list)):
-            return str(parsed["code"])
-        errors = (parsed.get("Errors") or {}).get("Error") if isinstance(parsed.get("Errors"), dict) else None
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("ReasonCode"):
-            return str(errors[0]["ReasonCode"])
-    return None
 
 
 class MastercardClient:

@@ -124,8 +124,8 @@ ERRORS: dict[str, ErrorRule] = {
     **{str(code): ErrorRule(InstitutionNotSupported, message=_NOT_SUPPORTED) for code in range(920, 930)},
     # --- the provider -------------------------------------------------------------------------------------------------
     "3300001": ErrorRule(ProviderRateLimited, retryable=True,
-                         message="{provider} is rate limiting the gateway; retry after a pause. (If it persists, "
-                                 "the gateway's app key may be wrong: the platform reports that as a rate limit.)"),
+                         message="{provider} is rate limiting the gateway; retry after a pause. If it persists, "
+                                 "the gateway's app key may be wrong: the platform reports that as a rate limit."),
     "10030": ErrorRule(ProviderTimeout, retryable=True, message="{provider} timed out; retry later."),
     "18001": ErrorRule(Conflict, code="report_not_ready", retryable=True,
                        message="{provider} is still generating the report; retry later."),

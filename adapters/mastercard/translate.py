@@ -252,8 +252,10 @@ def transactions(body: dict[str, Any], *, region: MastercardRegion, account_id: 
             ref = str(ref) if type(ref) is int else _ref(ref)
             description = row.get("description")
             memo = row.get("memo")
-            if not description or description == _NO_DESCRIPTION:
-                description = memo or description or ""
+            if type(memo) is not str:
+                memo = None
+            if type(description) is not str or not description or description == _NO_DESCRIPTION:
+                description = memo or (description if type(description) is str else "")
             posted = row.get("postedDate")
             if status is pending or not posted:
                 posted = None
@@ -271,10 +273,14 @@ def transactions(body: dict[str, Any], *, region: MastercardRegion, account_id: 
             category = row.get("categorization")
             if category is not None:
                 category = category.get("category")
+                if type(category) is not str:
+                    category = None
             check = row.get("checkNum")
+            if check is not None and type(check) is not str:
+                check = str(check) if type(check) is int else None
             # Positional, in Transaction's field order (twice as fast as keywords on this path).
             append(Transaction(derive(ref), account_id, ref, money(row["amount"]), status, description, posted, day,
-                               category, memo, None if check is None else str(check)))
+                               category, memo, check))
         more = body.get("moreAvailable")
         return TransactionsPage(
             items=items,

@@ -83,6 +83,8 @@ class MastercardUSSandbox:
         return self._app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if self._server is not None:
+            raise RuntimeError("the sandbox is already running at " + str(self.base_url))
         self._server = SandboxServer(self.app())
         self.base_url = await self._server.start(host, port)
         return self.base_url

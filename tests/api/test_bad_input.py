@@ -70,11 +70,15 @@ async def test_consent_body_errors(gateway) -> None:  # type: ignore[no-untyped-
          "permissions"),
         ({"customer_id": "cus_doesnotexist", "redirect_uri": "https://a.example/cb"}, "customer_id"),
         ({"provider": "mastercard-us", "redirect_uri": "https://a.example/cb"}, "customer_id"),
+        ({"customer_id": customer["id"], "redirect_uri": "https://a.example/cb", "institution_id": "abc"},
+         "institution_id"),
+        ({"customer_id": customer["id"], "redirect_uri": "https://a.example/cb", "institution_id": "999999"},
+         "institution_id"),
     ]
     for body, field in cases:
         problem = await _problem(await gateway.post("/v1/consents", json=body, headers=DEV), 422)
         assert any(e["field"] == field for e in problem["errors"]), (body, problem)
-    assert not sandbox_of(gateway, "mastercard-us").calls.matching(path_regex=r"/connect/")
+    assert not sandbox_of(gateway, "mastercard-us").calls.matching(path_regex=r"/connect/v2")
     async with state_of(gateway).store.db.execute("SELECT COUNT(*) FROM consents") as cur:
         assert (await cur.fetchone())[0] == 0
 

@@ -145,3 +145,15 @@ async def test_consent_listing_and_refresh(gateway) -> None:  # type: ignore[no-
     assert len(listing["data"]) == 1
     refreshed = await (await gateway.get(f"/v1/consents/{consent['id']}?refresh=true", headers=DEV)).json()
     assert refreshed["status"] == "authorised"
+
+
+async def test_connect_lite_for_one_institution(gateway) -> None:  # type: ignore[no-untyped-def]
+    customer = await create_customer(gateway, "mastercard-us")
+    consent = await create_consent(gateway, customer["id"], institution_id="102105")
+    assert consent["institution_id"] == "102105"
+    calls = sandbox_of(gateway, "mastercard-us").calls.matching(method="POST", path_regex=r"/connect/v2/generate/lite$")
+    assert len(calls) == 1
+    redirect = await play_end_user(consent["authorisation_url"], institution_id="102105")
+    done = await (await gateway.post(f"/v1/consents/{consent['id']}/complete", json={"redirect_result": redirect},
+                                     headers=DEV)).json()
+    assert done["status"] == "authorised"

@@ -712,3 +712,14 @@ def test_translation_outputs_serialise_to_canonical_json(ids: IdMinter) -> None:
     assert plain["amount"] == {"amount": "-828.90", "currency": "USD"}
     assert plain["booked_at"] == "2020-12-08T17:59:17Z" and plain["transaction_date"] == "2020-12-08"
     assert plain["status"] == "booked"
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"description": 42, "memo": "Coffee"}, ("Coffee", "Coffee", "Streaming Service", "299")),
+    ({"description": 42, "memo": 7}, ("", None, "Streaming Service", "299")),
+    ({"categorization": {"category": 5}, "checkNum": {"n": 1}}, ("Buy Stock", SPEC_TRANSACTION["memo"], None, None)),
+    ({"checkNum": "A-17"}, ("Buy Stock", SPEC_TRANSACTION["memo"], "Streaming Service", "A-17")),
+])
+def test_text_fields_are_text(changes: dict, expected: tuple, ids: IdMinter) -> None:
+    [txn] = page(transactions_body({**SPEC_TRANSACTION, **changes}), ids).items
+    assert (txn.description, txn.memo, txn.category, txn.check_number) == expected
