@@ -110,8 +110,8 @@ class MastercardPlatformAdapter(Adapter):
             raise ProviderBadResponse("the consent has no upstream customer")
         return str(ref)
 
-    def _account_path(self, consent: ConsentRecord, account: AccountRecord, suffix: str, version: str = "v1") -> str:
-        return f"/aggregation/{version}/customers/{self._customer_ref(consent)}/accounts/{account.provider_ref}{suffix}"
+    def _account_path(self, consent: ConsentRecord, account: AccountRecord, template: str) -> str:
+        return self.region.path(template, customer=self._customer_ref(consent), account=account.provider_ref)
 
     # --- operations ------------------------------------------------------------------------------------------------
     async def list_institutions(self, ctx: CallContext, query: InstitutionQuery) -> Page[Institution]:
@@ -145,7 +145,7 @@ class MastercardPlatformAdapter(Adapter):
         body = translate.connect_body(
             partner_id=self.settings.partner_id, customer_ref=customer.provider_ref, redirect_uri=data.redirect_uri,
             webhook_url=self.settings.webhook_url, institution_id=data.institution_id, language=data.language,
-            from_date_epoch=None,
+            from_date_epoch=None, region=self.region,
         )
         if self.settings.experience:
             body["experience"] = self.settings.experience
@@ -215,18 +215,22 @@ class MastercardPlatformAdapter(Adapter):
 
     async def list_accounts(self, ctx: CallContext, consent: ConsentRecord,
                             customer: CustomerRecord | None) -> list[Account]:
-        body = await self.client.call("GET", f"/aggregation/v1/customers/{self._customer_ref(consent)}/accounts",
+        path = self.region.path("/aggregation/v1/customers/{customer}/accounts", customer=self._customer_ref(consent),
+                                account="")
+        body = await self.client.call("GET", path,
                                       operation="list_accounts")
         return translate.accounts(body, region=self.region, consent_id=consent.id, ids=ctx.ids(consent.id))
 
     async def get_balances(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> list[Balance]:
-        body = await self.client.call("GET", self._account_path(consent, account, "/availableBalance"),
+        body = await self.client.call("GET", self._account_path(
+            consent, account, "/aggregation/v1/customers/{customer}/accounts/{account}/availableBalance"),
                                       operation="get_balances")
         return translate.balances(body, region=self.region, account_id=account.id, live=False)
 
     async def get_live_balances(self, ctx: CallContext, consent: ConsentRecord,
                                 account: AccountRecord) -> list[Balance]:
-        body = await self.client.call("GET", self._account_path(consent, account, "/availableBalance/live"),
+        body = await self.client.call("GET", self._account_path(
+            consent, account, "/aggregation/v1/customers/{customer}/accounts/{account}/availableBalance/live"),
                                       operation="get_live_balances")
         return translate.balances(body, region=self.region, account_id=account.id, live=True)
 
@@ -235,7 +239,7 @@ class MastercardPlatformAdapter(Adapter):
         start = int((query.position or {}).get("start", 1))
         params = translate.transactions_params(from_date=query.from_date, to_date=query.to_date, start=start,
                                                limit=query.limit, include_pending=query.include_pending, sort="desc")
-        path = self.region.transactions_path.format(customer=self._customer_ref(consent), account=account.provider_ref)
+        path = self._account_path(consent, account, self.region.transactions_path)
         body = await self.client.call("GET", path, operation="list_transactions", params=params)
         page = translate.transactions(body, region=self.region, account_id=account.id, ids=ctx.ids(consent.id),
                                       include_pending=query.include_pending, include_removed=query.include_removed)
@@ -244,11 +248,12 @@ class MastercardPlatformAdapter(Adapter):
 
     async def get_account_details(self, ctx: CallContext, consent: ConsentRecord,
                                   account: AccountRecord) -> AccountDetails:
-        body = await self.client.call("GET", self._account_path(consent, account, "/details"),
+        body = await self.client.call("GET", self._account_path(consent, account, self.region.details_path),
                                       operation="get_account_details")
         return translate.payment_coordinates(body, region=self.region, account_id=account.id)
 
     async def get_account_owner(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Owner:
-        body = await self.client.call("GET", self._account_path(consent, account, "/owner", version="v3"),
+        body = await self.client.call("GET", self._account_path(
+            consent, account, "/aggregation/v3/customers/{customer}/accounts/{account}/owner"),
                                       operation="get_account_owner")
         return translate.owner(body, account_id=account.id)

@@ -61,7 +61,7 @@ _CONNECTION_BROKEN = "{provider} cannot reach the institution for this connectio
 _NOT_SUPPORTED = "{provider} does not support this institution for this data; retrying will not help."
 
 ERRORS: dict[str, ErrorRule] = {
-    # --- the gateway's own credentials: never retried -----------------------------------------------------------
+    # --- the gateway's own credentials: never retried -------------------------------------------------------------
     "10001": ErrorRule(GatewayCredentialsRejected, retryable=False,
                        message=_CREDENTIALS.replace("{what}", "partner credentials")),
     "24302": ErrorRule(GatewayCredentialsRejected, code="gateway_credentials_locked", retryable=False,
@@ -75,7 +75,8 @@ ERRORS: dict[str, ErrorRule] = {
     **{code: ErrorRule(GatewayCredentialsRejected, retryable=False,
                        message=_CREDENTIALS.replace("{what}", "access token even after renewal"))
        for code in ("10022", "10023", "10024", "1503")},
-    # --- the gateway's request was malformed ----------------------------------------------------------------------
+    # --- the gateway's request was malformed (10005 also says "customer does not have the specified account" on
+    # some endpoints; the gateway only asks for accounts it was given, so that is still its own mistake) -------------
     **{code: ErrorRule(GatewayRequestRejected, retryable=False, message=_MALFORMED)
        for code in ("10005", "10007", "10009", "14020", "41003", "41004")},
     # --- the caller's input ---------------------------------------------------------------------------------------
@@ -88,14 +89,14 @@ ERRORS: dict[str, ErrorRule] = {
     "14001": ErrorRule(NotFound, message="{provider} does not know this resource."),
     "14006": ErrorRule(NotFound, code="institution_not_found", field="institution_id",
                        message="{provider} does not know this institution."),
-    # --- the account -------------------------------------------------------------------------------------------
+    # --- the account ----------------------------------------------------------------------------------------------
     "38003": ErrorRule(AccountUnavailable, message=_ACCOUNT_GONE),
     "38007": ErrorRule(AccountUnavailable, message=_ACCOUNT_GONE),
     "913": ErrorRule(AccountUnavailable, code="account_closed",
                      message="The institution reports the account closed; retrying will not help."),
     "914": ErrorRule(AccountUnavailable, code="account_not_found",
                      message="The institution no longer finds the account; retrying will not help."),
-    # --- the end user must act ----------------------------------------------------------------------------------
+    # --- the end user must act ------------------------------------------------------------------------------------
     "103": ErrorRule(UserActionRequired, code="institution_credentials_invalid",
                      message="The institution rejected the end user's sign-in; the end user must connect again."),
     "108": ErrorRule(UserActionRequired, code="user_action_required",
@@ -109,7 +110,7 @@ ERRORS: dict[str, ErrorRule] = {
                              "connect again."),
     "936": ErrorRule(UserActionRequired, code="user_action_required",
                      message="The institution needs the end user to set their language there to English."),
-    # --- the institution, for now --------------------------------------------------------------------------------
+    # --- the institution, for now ---------------------------------------------------------------------------------
     "915": ErrorRule(InstitutionUnavailable, retryable=True,
                      message="{provider} is repairing the connection to the institution; retry later."),
     "916": ErrorRule(InstitutionUnavailable, retryable=True,
@@ -122,10 +123,11 @@ ERRORS: dict[str, ErrorRule] = {
                        message=_CONNECTION_BROKEN)
        for code in ("102", "320", "580", "900", "901", "902", "903", "904", "905", "906", "907", "910")},
     **{str(code): ErrorRule(InstitutionNotSupported, message=_NOT_SUPPORTED) for code in range(920, 930)},
-    # --- the provider -------------------------------------------------------------------------------------------------
+    # --- the provider ---------------------------------------------------------------------------------------------
     "3300001": ErrorRule(ProviderRateLimited, retryable=True,
                          message="{provider} is rate limiting the gateway; retry after a pause. If it persists, "
                                  "the gateway's app key may be wrong: the platform reports that as a rate limit."),
+    # (The small-business report API reuses 10030 for a 400 "invalid data combination"; the gateway does not call it.)
     "10030": ErrorRule(ProviderTimeout, retryable=True, message="{provider} timed out; retry later."),
     "18001": ErrorRule(Conflict, code="report_not_ready", retryable=True,
                        message="{provider} is still generating the report; retry later."),
@@ -255,7 +257,7 @@ def error_from_response(status: int, body: bytes, *, provider: str, retry_after:
                                          "unchanged will not help."
     else:
         cls, message = ProviderBadResponse, f"{{provider}} sent an answer the gateway cannot use (HTTP {status})."
-    retryable = parsed.recoverable if cls not in (GatewayCredentialsRejected,) else False
+    retryable = False if cls is GatewayCredentialsRejected else parsed.recoverable
     error = cls(message.format(provider=provider), provider_code=provider_code, provider_body=parsed.body,
                 retryable=retryable)
     if retry_after is not None and error.retryable:

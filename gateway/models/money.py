@@ -21,13 +21,14 @@ def minor_units(currency: str) -> int:
 
 
 def _normalise(value: Decimal, currency: str) -> Decimal:
+    """Scale to the currency's minor unit when that is exact ("12.5" → "12.50", JPY "100.0" → "100");
+    keep every digit when it is not ("0.30000000000000004" stays as the upstream sent it)."""
+    if not value.is_finite():
+        raise ValueError("amount is not a finite number")
     if value.is_zero():
         value = abs(value)  # no "-0.00" in our output
-    places = minor_units(currency)
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -places:
-        value = value.quantize(_QUANTA[places])
-    return value
+    scaled = value.quantize(_QUANTA[minor_units(currency)])
+    return scaled if scaled == value else value
 
 
 def decimal_from_float(value: float | int | str | Decimal) -> Decimal:
@@ -48,7 +49,7 @@ def parse_amount(text: str) -> Decimal:
     if not isinstance(text, str) or not text or text.strip() != text:
         raise ValueError("amount must be a decimal string such as \"12.50\"")
     body = text[1:] if text[0] in "+-" else text
-    if not body or not all(c.isdigit() or c == "." for c in body) or body.count(".") > 1 or body in (".",):
+    if not body or not all(c in "0123456789." for c in body) or body.count(".") > 1 or body in (".",):
         raise ValueError("amount must be a decimal string such as \"12.50\"")
     try:
         return Decimal(text)

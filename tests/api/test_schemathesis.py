@@ -6,9 +6,9 @@ schemathesis sends valid and invalid requests: the documented examples, the cove
 and malformed values) and bounded, derandomized fuzzing. Every response must be no server error and have a
 documented status, Content-Type, headers and body.
 
-Random ids only ever reach "not found", so a real customer, consents and an account are created first, and most
+Random ids only ever reach "not found", so real customers, consents and accounts are created first, and most
 valid cases use them: that way the account operations really call the simulated provider and their answers are
-checked too.
+checked too. Bugs found this way that are not fixed yet are pinned by the strict xfail tests at the end.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 from gateway.api.app import create_app
 from gateway.config import parse_config
 from tests.conftest import DEV, local_raw_config
-from tests.openapi_check import document
+from tests.openapi_check import document, validate_response
 
 CHECKS = [
     not_a_server_error,
@@ -50,6 +50,10 @@ MAX_EXAMPLES = 25
 # aiohttp's default max_line_size and max_field_size, which the gateway runs with (gateway/cli.py).
 HTTP_LINE_LIMIT = 8190
 PROVIDER = "mastercard-us"
+# Account types whose sub-resource answers 5xx today (see test_non_deposit_accounts_get_documented_answers): the
+# generated cases leave them out so the rest of each operation is still tested. Empty this when that test passes.
+_NON_DEPOSIT = ("credit_card", "loan", "mortgage", "investment", "retirement", "other")
+KNOWN_BUG_ACCOUNT_TYPES: dict[str, tuple[str, ...]] = {"balances": _NON_DEPOSIT, "details": _NON_DEPOSIT}
 
 
 class BackgroundGateway:
@@ -82,16 +86,27 @@ class BackgroundGateway:
 
 @attrs.frozen
 class KnownIds:
-    """Real resources of the dev tenant. `consent_id` may be revoked by the run; `account_consent_id` is not."""
+    """Real resources of the dev tenant.
+
+    `consent_id` (of `customer_id`) may be revoked during the run; the accounts belong to another customer's
+    consent, which the run never names, so they stay readable throughout.
+    """
 
     customer_id: str
     consent_id: str
     account_consent_id: str
-    account_id: str
+    accounts: tuple[tuple[str, str], ...]  # (id, type)
 
-    @property
-    def path(self) -> dict[str, str]:
-        return {"customer_id": self.customer_id, "consent_id": self.consent_id, "account_id": self.account_id}
+    def for_path(self, operation_path: str, name: str, generated: str) -> str | None:
+        """The real id to use instead of a generated one, chosen by the generated value (so deterministic)."""
+        pick = zlib.crc32(generated.encode())
+        if pick % 4 == 0:
+            return None  # keep one in four random ids: they must answer 404
+        if name == "account_id":
+            sub = operation_path.rsplit("/", 1)[-1]
+            usable = [i for i, kind in self.accounts if kind not in KNOWN_BUG_ACCOUNT_TYPES.get(sub, ())]
+            return usable[pick % len(usable)]
+        return {"customer_id": self.customer_id, "consent_id": self.consent_id}.get(name)
 
 
 @pytest.fixture(scope="module")
@@ -130,30 +145,36 @@ def _authorised_consent(base_url: str, customer_id: str) -> str:
     return str(done["id"])
 
 
+def _new_customer(base_url: str) -> str:
+    customer = _call("POST", f"{base_url}/v1/customers", 201,
+                     json={"provider": PROVIDER, "external_ref": f"contract{secrets.token_hex(4)}"})
+    return str(customer["id"])
+
+
 @pytest.fixture(scope="module")
 def known_ids(live_gateway: str) -> KnownIds:
-    customer = _call("POST", f"{live_gateway}/v1/customers", 201,
-                     json={"provider": PROVIDER, "external_ref": f"contract{secrets.token_hex(4)}"})
-    victim = _authorised_consent(live_gateway, customer["id"])
-    keeper = _authorised_consent(live_gateway, customer["id"])
-    accounts = _call("GET", f"{live_gateway}/v1/accounts", 200, params={"consent_id": keeper})["data"]
+    customer_id = _new_customer(live_gateway)
+    consent_id = _authorised_consent(live_gateway, customer_id)
+    account_consent_id = _authorised_consent(live_gateway, _new_customer(live_gateway))
+    accounts = _call("GET", f"{live_gateway}/v1/accounts", 200, params={"consent_id": account_consent_id})["data"]
     assert accounts, "the simulator shares no accounts"
-    return KnownIds(customer_id=customer["id"], consent_id=victim, account_consent_id=keeper,
-                    account_id=accounts[0]["id"])
+    return KnownIds(customer_id=customer_id, consent_id=consent_id, account_consent_id=account_consent_id,
+                    accounts=tuple((a["id"], a["type"]) for a in accounts))
 
 
 def _use_known_ids(case: schemathesis.Case, ids: KnownIds) -> None:
-    """Most valid cases get real ids instead of random ones (one in four keeps its random id, to reach 404s)."""
+    """Valid cases mostly get real ids instead of random ones, so they reach the provider (see KnownIds)."""
     meta = case.meta
     if case.path_parameters and (meta is None or not meta.is_negative_at(ParameterLocation.PATH)):
         params = dict(case.path_parameters)
         for name, value in params.items():
-            if name in ids.path and zlib.crc32(str(value).encode()) % 4:
-                params[name] = ids.path[name]
+            params[name] = ids.for_path(case.path, name, str(value)) or value
         case.path_parameters = params
-    if case.path == "/v1/accounts" and case.query and (meta is None or not meta.is_negative_at(ParameterLocation.QUERY)):
-        if isinstance(case.query.get("consent_id"), str) and zlib.crc32(case.query["consent_id"].encode()) % 4:
-            case.query = {**case.query, "consent_id": ids.account_consent_id}
+    query = case.query
+    if case.path == "/v1/accounts" and isinstance((query or {}).get("consent_id"), str) and (
+            meta is None or not meta.is_negative_at(ParameterLocation.QUERY)):
+        if zlib.crc32(query["consent_id"].encode()) % 4:
+            case.query = {**query, "consent_id": ids.account_consent_id}
     body = case.body
     if case.method.upper() == "POST" and isinstance(body, dict) and (
             meta is None or not meta.is_negative_at(ParameterLocation.BODY)):
@@ -205,3 +226,44 @@ def test_api_conforms_to_its_contract(case: schemathesis.Case, live_gateway: str
         assert response.status_code == 400, (response.status_code, response.text[:300])
         return
     case.validate_response(response, checks=CHECKS, headers=DEV, transport_kwargs={"base_url": live_gateway})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "adapters/mastercard/adapter.py get_balances/get_live_balances/get_account_details call the provider's "
+    "availableBalance and details endpoints for every account type; the provider serves them for deposit accounts "
+    "only and answers 400 code 14020, which adapters/mastercard/errors.py maps to 502 upstream_request_rejected "
+    "('a gateway defect'). A caller asking for a credit card's balance or ACH details should get a documented "
+    "answer, not a 5xx"))
+@pytest.mark.parametrize("sub", ["balances", "details"])
+def test_non_deposit_accounts_get_documented_answers(live_gateway: str, known_ids: KnownIds, sub: str) -> None:
+    failures = []
+    for account_id, kind in known_ids.accounts:
+        path = f"/v1/accounts/{account_id}/{sub}"
+        resp = requests.get(live_gateway + path, headers=DEV, timeout=15)
+        try:
+            assert resp.status_code < 500, f"{resp.status_code} {resp.text[:300]}"
+            validate_response("GET", path, resp.status_code, resp.json(), resp.headers.get("Content-Type", ""),
+                              headers=resp.headers)
+        except AssertionError as exc:
+            failures.append(f"{kind}: {exc}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "adapters/mastercard/adapter.py list_accounts() lists every account of the upstream customer "
+    "(GET /aggregation/v1/customers/{customer}/accounts), not only those the consent's receipt covers: a second "
+    "consent of the same customer lists the first one's accounts too, and once the first is revoked they answer "
+    "410 account_unavailable under the second. Keep the receipt's accounts (e.g. their ids or the institution "
+    "login id, recorded when the consent completes) and list only those"))
+def test_revoking_a_consent_leaves_another_consents_accounts_readable(live_gateway: str) -> None:
+    customer_id = _new_customer(live_gateway)
+    first = _authorised_consent(live_gateway, customer_id)
+    second = _authorised_consent(live_gateway, customer_id)
+    listed = _call("GET", f"{live_gateway}/v1/accounts", 200, params={"consent_id": second})["data"]
+    _call("POST", f"{live_gateway}/v1/consents/{first}/revoke", 200)
+    gone = []
+    for account in listed:
+        resp = requests.get(f"{live_gateway}/v1/accounts/{account['id']}/owner", headers=DEV, timeout=15)
+        if resp.status_code != 200:
+            gone.append((account["provider_ref"], resp.status_code, resp.json().get("code")))
+    assert not gone, f"accounts listed under {second} that it no longer reads: {gone}"

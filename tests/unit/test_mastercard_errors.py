@@ -122,7 +122,7 @@ def test_report_pending_marker() -> None:
     assert isinstance(error, Conflict) and error.retryable and error.retry_after == 5
 
 
-# --- spec examples (components.examples) ------------------------------------------------------------------------
+# --- spec examples (components.examples) --------------------------------------------------------------------------
 @pytest.mark.parametrize(("status", "body", "cls", "code"), [
     (401, {"code": "10001", "message": "Invalid credentials"}, GatewayCredentialsRejected, "10001"),
     (401, {"code": "24302", "message": "Bad credentials"}, GatewayCredentialsRejected, "24302"),
@@ -187,7 +187,7 @@ def test_error_code_helper_normalises() -> None:
     assert mc.error_code(b"") is None and mc.error_code(b"<html>") is None
 
 
-# --- Recoverable ---------------------------------------------------------------------------------------------
+# --- Recoverable --------------------------------------------------------------------------------------------------
 def _errors_body(code: str, recoverable: object) -> bytes:
     return orjson.dumps({"Errors": {"Error": [{"Source": "x", "ReasonCode": code, "Description": "d",
                                                "Recoverable": recoverable, "Details": "d"}]}})
@@ -218,7 +218,7 @@ def test_recoverable_applies_to_table_rows_without_their_own_rule() -> None:
     assert isinstance(error, NotFound) and error.retryable is True
 
 
-# --- fallbacks by HTTP status ----------------------------------------------------------------------------------------
+# --- fallbacks by HTTP status -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("status", "body", "cls", "retryable"), [
     (429, b"", ProviderRateLimited, True),
     (500, b"", ProviderUnavailable, True),
@@ -296,7 +296,7 @@ def test_retry_after_absent() -> None:
     assert mc.error_from_response(429, b"", provider=P, retry_after=None).retry_after is None
 
 
-# --- error_for_code (aggregation status codes outside an HTTP error) ---------------------------------------------------
+# --- error_for_code (aggregation status codes outside an HTTP error) ----------------------------------------------
 def test_error_for_code() -> None:
     error = mc.error_for_code(103, provider="mastercard-au")
     assert isinstance(error, UserActionRequired) and error.code == "institution_credentials_invalid"

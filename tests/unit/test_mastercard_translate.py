@@ -28,7 +28,7 @@ from gateway.models import (
 
 UTC = timezone.utc
 
-# --- spec examples (components.schemas.*.example, assembled) ----------------------------------------------------------
+# --- spec examples (components.schemas.*.example, assembled) ------------------------------------------------------
 SPEC_TRANSACTION = {
     "id": 21284820852, "amount": -828.9, "uniqueTransactionId": "87529-543210", "accountId": 5011648377,
     "customerId": 1005061234, "status": "active", "description": "Buy Stock",
@@ -39,7 +39,8 @@ SPEC_TRANSACTION = {
     "optionStrikePrice": 32560, "unitQuantity": 150.42, "unitPrice": 5.53,
     "categorization": {"normalizedPayeeName": "Mad Science Research", "category": "Streaming Service",
                        "city": "Murray", "state": "UT", "postalCode": "84123", "country": "CAN",
-                       "bestRepresentation": "VERIZON WIRELESS PAYMENTS", "entityStandardizationConfidenceScore": 18.95},
+                       "bestRepresentation": "VERIZON WIRELESS PAYMENTS",
+                       "entityStandardizationConfidenceScore": 18.95},
     "runningBalanceAmount": 1000, "subaccountSecurityType": "MARGIN", "commissionAmount": 0, "ticker": "UWMC",
     "investmentTransactionType": "transfer", "taxesAmount": 0, "currencySymbol": "USD", "incomeType": "DIV",
     "splitDenominator": 152, "splitNumerator": 20, "sharesPerContract": 100, "subAccountFund": "MARGIN",
@@ -102,7 +103,8 @@ SPEC_OWNER_V1 = {"ownerName": "John Smith", "ownerAddress": "434 W Ascension Way
 SPEC_INSTITUTION = {
     "id": 4222, "name": "FinBank", "transAgg": True, "ach": True, "stateAgg": False, "voi": True, "voa": True,
     "aha": False, "availBalance": False, "accountOwner": True, "studentLoanData": True, "loanPaymentDetails": True,
-    "displayName": "Finbank", "liabilityData": True, "billPayData": True, "accountTypeDescription": "Workplace Retirement",
+    "displayName": "Finbank", "liabilityData": True, "billPayData": True,
+    "accountTypeDescription": "Workplace Retirement",
     "phone": "1-801-984-4200", "urlHomeApp": "https://www.example.com/home",
     "urlLogonApp": "https://www.example.com/login", "oauthEnabled": True,
     "urlForgotPassword": "https://www.example.com/forgotPassword.do",
@@ -116,7 +118,7 @@ SPEC_INSTITUTION = {
     "oauthInstitutionId": 4222,
 }
 
-# --- what the spec allows in requests (hard-coded from its schemas, so the repo stays self-contained) ---------------
+# --- what the spec allows in requests (hard-coded from its schemas, so the repo stays self-contained) -------------
 NEW_CUSTOMER_KEYS = {"username", "firstName", "lastName", "applicationId", "phone", "email"}
 CONNECT_KEYS = {"language", "partnerId", "customerId", "consumerId", "redirectUri", "webhook", "webhookContentType",
                 "webhookData", "webhookHeaders", "optionalConsumerInfo", "singleUseUrl", "experience",
@@ -138,7 +140,7 @@ def page(body: dict, ids: IdMinter, *, region=US, pending: bool = True, removed:
                                   include_removed=removed, **kw)  # type: ignore[arg-type]
 
 
-# --- regions ---------------------------------------------------------------------------------------------------------
+# --- regions ------------------------------------------------------------------------------------------------------
 def test_regions_hold_the_differences() -> None:
     assert (US.provider_id, US.currency, US.country, US.details_scheme) == ("mastercard-us", "USD", "US", "us_ach")
     assert (AU.provider_id, AU.currency, AU.country, AU.details_scheme) == ("mastercard-au", "AUD", "AU", "au_bsb")
@@ -158,7 +160,7 @@ def test_region_path_encodes_ids() -> None:
         "/aggregation/v1/customers/1%2F..%2Fx/accounts/a%3Fb/details"
 
 
-# --- transactions ------------------------------------------------------------------------------------------------------
+# --- transactions -------------------------------------------------------------------------------------------------
 def test_spec_transaction(ids: IdMinter) -> None:
     result = page(transactions_body(SPEC_TRANSACTION), ids)
     assert (result.found, result.displaying, result.more_available) == (200, 1, False)
@@ -294,12 +296,26 @@ def test_epochs_across_dst_changes_are_utc(ids: IdMinter) -> None:
                                                    date(2024, 3, 10)]
 
 
-def test_transaction_built_positionally_matches_field_names(ids: IdMinter) -> None:
-    # translate builds Transaction positionally on the hot path; this pins the field order it relies on
+@pytest.mark.parametrize("model", [Transaction, Money])
+def test_models_filled_slot_by_slot_have_nothing_to_skip(model: type) -> None:
+    # the hot path fills these models' slots directly instead of calling __init__: valid only while __init__
+    # would do nothing more than set each field
     import attrs
-    assert [f.name for f in attrs.fields(Transaction)] == [
-        "id", "account_id", "provider_ref", "amount", "status", "description", "booked_at", "transaction_date",
-        "category", "memo", "check_number"]
+    assert not hasattr(model, "__attrs_post_init__") and not hasattr(model, "__attrs_pre_init__")
+    for field in attrs.fields(model):
+        assert field.validator is None and field.converter is None, field
+    filled = translate._TXN_FIELDS if model is Transaction else ("amount", "currency")
+    assert [f.name for f in attrs.fields(model)] == list(filled)  # every field is set, none is left unset
+
+
+def test_hot_path_objects_equal_normally_built_ones(ids: IdMinter) -> None:
+    rows = [{**SPEC_TRANSACTION, "id": i, "amount": a} for i, a in enumerate([-828.9, 0.1 + 0.2, 5, 1e-7])]
+    for txn in page(transactions_body(*rows), ids).items:
+        rebuilt = Transaction(**{name: getattr(txn, name) for name in translate._TXN_FIELDS})
+        assert txn == rebuilt and hash(txn.amount) == hash(Money.of(txn.amount.amount, "USD"))
+        assert repr(txn) == repr(rebuilt)
+        with pytest.raises(Exception):
+            txn.description = "changed"  # type: ignore[misc]  # still frozen
 
 
 @pytest.mark.parametrize("currency", ["USD", "AUD", "JPY", "BHD"])
@@ -326,7 +342,8 @@ def test_transactions_params_whole_days_in_utc() -> None:
 
 @pytest.mark.parametrize(("start_day", "end_day"), [
     (date(2024, 3, 9), date(2024, 3, 11)), (date(2024, 11, 2), date(2024, 11, 4)),
-    (date(2024, 4, 6), date(2024, 4, 8)), (date(2024, 10, 5), date(2024, 10, 7)), (date(2023, 12, 31), date(2024, 1, 1)),
+    (date(2024, 4, 6), date(2024, 4, 8)), (date(2024, 10, 5), date(2024, 10, 7)),
+    (date(2023, 12, 31), date(2024, 1, 1)),
 ])
 def test_transactions_params_across_dst_changes(start_day: date, end_day: date) -> None:
     params = translate.transactions_params(from_date=start_day, to_date=end_day, start=26, limit=1000,
@@ -352,7 +369,7 @@ def test_transactions_params_refuses_what_the_spec_does_not_allow(kwargs: dict) 
         translate.transactions_params(**args)
 
 
-# --- accounts ----------------------------------------------------------------------------------------------------------
+# --- accounts -----------------------------------------------------------------------------------------------------
 def test_spec_account(ids: IdMinter) -> None:
     acc = translate.account(SPEC_ACCOUNT, region=US, consent_id="con_test", ids=ids)
     assert acc.id == ids.account("5011648377") and acc.id.startswith("acc_")
@@ -441,7 +458,7 @@ def test_unreadable_account_list_is_a_bad_response(body: object, ids: IdMinter) 
         translate.accounts(body, region=US, consent_id="c", ids=ids)  # type: ignore[arg-type]
 
 
-# --- balances ------------------------------------------------------------------------------------------------------
+# --- balances -----------------------------------------------------------------------------------------------------
 def test_spec_available_balance() -> None:
     available, current = translate.balances(SPEC_AVAILABLE_BALANCE, region=US, account_id="acc_1", live=False)
     assert (available.type, available.amount.to_json(), available.as_of, available.live) == (
@@ -478,7 +495,7 @@ def test_unreadable_balance_is_a_bad_response(body: object) -> None:
         translate.balances(body, region=US, account_id="a", live=False)  # type: ignore[arg-type]
 
 
-# --- payment coordinates ------------------------------------------------------------------------------------------------
+# --- payment coordinates ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("routing", ["091000019", "011000015", "021000021", "121000358", "026009593"])
 def test_aba_valid(routing: str) -> None:
     assert translate.is_valid_aba(routing)
@@ -544,7 +561,7 @@ def test_missing_or_unreadable_details_are_a_bad_response(region, body) -> None:
         translate.payment_coordinates(body, region=region, account_id="acc_1")
 
 
-# --- owner ----------------------------------------------------------------------------------------------------------
+# --- owner --------------------------------------------------------------------------------------------------------
 def test_spec_owner_v3() -> None:
     result = translate.owner(SPEC_OWNER_V3, account_id="acc_1")
     assert result.account_id == "acc_1"
@@ -583,7 +600,7 @@ def test_unreadable_owner_is_a_bad_response(body: object) -> None:
         translate.owner(body, account_id="a")  # type: ignore[arg-type]
 
 
-# --- institutions ------------------------------------------------------------------------------------------------------
+# --- institutions -------------------------------------------------------------------------------------------------
 def test_spec_institution() -> None:
     inst = translate.institution(SPEC_INSTITUTION, provider="mastercard-us")
     assert (inst.id, inst.provider, inst.provider_ref, inst.name) == ("4222", "mastercard-us", "4222", "Finbank")
@@ -615,7 +632,7 @@ def test_unreadable_institutions_are_a_bad_response(body: object) -> None:
         translate.institutions(body, provider="mastercard-us")  # type: ignore[arg-type]
 
 
-# --- requests ------------------------------------------------------------------------------------------------------
+# --- requests -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["customerusername1", "abcdef", "a!@.#$%&*_-+", "user@example.com", "x" * 255,
                                    "User-4711_ok"])
 def test_username_accepted(value: str) -> None:
