@@ -4,7 +4,7 @@
      ├── CallerError (source=caller)
      │    ├── MalformedRequest 400, ValidationFailed 422 (errors[] with field paths), PayloadTooLarge 413
      │    ├── Unauthenticated 401, Forbidden 403, NotFound 404, Conflict 409
-     │    ├── ConsentNotActive 403, IdempotencyKeyReused 422, RequestInProgress 409
+     │    ├── ConsentNotActive 403, IdempotencyKeyReused 422, RequestInProgress 409, NotApplicable 422
      │    └── UnsupportedOperation 501
      ├── GatewayFault 500 (source=gateway), GatewayCredentialsRejected 502 (our upstream credentials),
      │   GatewayRequestRejected 502 (the upstream found our request malformed)
@@ -118,6 +118,11 @@ class IdempotencyKeyReused(CallerError):
 
 class RequestInProgress(CallerError):
     status, code, title, retryable = 409, "request_in_progress", "A request with this key is in progress", True
+
+
+class NotApplicable(CallerError):
+    """The provider supports the operation, but not for this resource (e.g. ACH details of a credit card)."""
+    status, code, title = 422, "not_applicable", "The operation does not apply to this resource"
 
 
 class UnsupportedOperation(CallerError):

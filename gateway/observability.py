@@ -14,10 +14,11 @@ import re
 import sys
 from typing import Any
 
+import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway.secrets import known_secrets
+from gateway.secrets import known_secrets, secrets_version
 
 REDACTED = "[REDACTED]"
 _SECRET_KEYS = re.compile(
@@ -26,33 +27,54 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 # Bearer tokens and similar credentials in free text.
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_BEARER = re.compile(r"\b((?i:bearer|basic))\s+[A-Za-z0-9._~+/=-]+")
 
 
 class _ValueScrubber:
-    """Replaces registered secret values in strings; rebuilds its pattern only when the registry changes."""
+    """Removes registered secret values and bearer credentials from text with one compiled pattern.
+
+    The pattern is rebuilt only when the secret registry changes; a string with nothing to hide costs one search.
+    """
 
     def __init__(self) -> None:
         self._version = -1
-        self._pattern: re.Pattern[str] | None = None
+        self._pattern: re.Pattern[str] = _BEARER
+
+    def _refresh(self) -> None:
+        version, values = known_secrets()
+        alternatives = [re.escape(v) for v in sorted(values, key=len, reverse=True)]
+        alternatives.append(_BEARER.pattern)
+        self._pattern = re.compile("|".join(alternatives))
+        self._version = version
 
     def __call__(self, text: str) -> str:
-        version, values = known_secrets()
-        if version != self._version:
-            self._version = version
-            self._pattern = (
-                re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
-            )
-        if self._pattern is not None:
-            text = self._pattern.sub(REDACTED, text)
-        return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        if secrets_version() != self._version:
+            self._refresh()
+        if self._pattern.search(text) is None:
+            return text
+        return self._pattern.sub(_replacement, text)
+
+
+def _replacement(match: re.Match[str]) -> str:
+    word = match.group(1)
+    return f"{word} {REDACTED}" if word else REDACTED
 
 
 _scrub = _ValueScrubber()
+_key_verdicts: dict[str, bool] = {}
+
+
+def _secret_key(key: str) -> bool:
+    verdict = _key_verdicts.get(key)
+    if verdict is None:
+        verdict = _key_verdicts[key] = bool(_SECRET_KEYS.search(key))
+        if len(_key_verdicts) > 10_000:  # keys come from code, but never let the cache grow without bound
+            _key_verdicts.clear()
+    return verdict
 
 
 def redact(value: Any, key: str | None = None) -> Any:
-    if key is not None and _SECRET_KEYS.search(key) and value not in (None, "", [], {}):
+    if key is not None and _secret_key(key) and value not in (None, "", [], {}):
         return REDACTED
     if isinstance(value, str):
         return _scrub(value)
@@ -66,12 +88,44 @@ def redact(value: Any, key: str | None = None) -> Any:
 
 
 def redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {k: redact(v, k if k != "event" else None) for k, v in event_dict.items()}
+    out = {}
+    for key, value in event_dict.items():
+        if type(value) is int or type(value) is float or value is None:
+            out[key] = value  # numbers carry no secrets; skip the work on the hot path
+        else:
+            out[key] = redact(value, key if key != "event" else None)
+    return out
+
+
+class _StdoutLogger:
+    """Writes rendered bytes to whatever sys.stdout is at the time (so test capture and redirection work)."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def msg(self, message: bytes) -> None:
+        out = sys.stdout
+        buffer = getattr(out, "buffer", None)
+        if buffer is not None:
+            buffer.write(message + b"\n")
+            buffer.flush()
+        else:
+            out.write(message.decode() + "\n")
+            out.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
-    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any
+    factory: Any
+    if use_json:
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory = _StdoutLogger
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        factory = structlog.PrintLoggerFactory()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -82,7 +136,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
 

@@ -47,6 +47,11 @@ def register_secret(value: str) -> None:
             _version += 1
 
 
+def secrets_version() -> int:
+    """Changes whenever a secret is registered (cheap to poll: no lock, no copy)."""
+    return _version
+
+
 def known_secrets() -> tuple[int, frozenset[str]]:
     with _lock:
         return _version, frozenset(_known)

@@ -24,7 +24,7 @@ from adapters.base import (
 from adapters.mastercard import translate
 from adapters.mastercard.client import MastercardClient
 from adapters.mastercard.region import US, MastercardRegion
-from gateway.errors import Conflict, NotFound, ProviderBadResponse, ValidationFailed
+from gateway.errors import Conflict, NotApplicable, NotFound, ProviderBadResponse, ValidationFailed
 from gateway.models import (
     Account,
     AccountDetails,
@@ -194,7 +194,8 @@ class MastercardPlatformAdapter(Adapter):
             if created is not None and created < consent.created_at.replace(microsecond=0):
                 continue  # an older receipt belongs to an earlier consent
             end = _parse_iso((receipt.get("accessPeriod") or {}).get("endDate"))
-            return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=str(receipt_id), expires_at=end)
+            return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=str(receipt_id), expires_at=end,
+                                 upstream={"account_refs": translate.receipt_account_refs(receipt)})
         raise Conflict(f"{self.provider_id} holds no active data-sharing consent for this customer yet; "
                        "complete the Connect session first")
 
@@ -219,9 +220,29 @@ class MastercardPlatformAdapter(Adapter):
                                 account="")
         body = await self.client.call("GET", path,
                                       operation="list_accounts")
-        return translate.accounts(body, region=self.region, consent_id=consent.id, ids=ctx.ids(consent.id))
+        accounts = translate.accounts(body, region=self.region, consent_id=consent.id, ids=ctx.ids(consent.id))
+        covered = consent.upstream.get("account_refs")
+        if covered is not None:
+            # A customer may hold several consents: show only what this one's receipt covers.
+            allowed = set(covered)
+            accounts = [a for a in accounts if a.provider_ref in allowed]
+        return accounts
+
+    @staticmethod
+    def _is_deposit(account: AccountRecord) -> bool:
+        return (account.data.get("extra") or {}).get("provider_type") in translate.DEPOSIT_TYPES
+
+    def _deposit_only(self, account: AccountRecord, what: str) -> None:
+        if not self._is_deposit(account):
+            raise NotApplicable(f"{self.provider_id} offers {what} for deposit accounts only; "
+                                f"this is a {account.data.get('type', 'non-deposit')} account")
 
     async def get_balances(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> list[Balance]:
+        if not self._is_deposit(account):
+            # Non-deposit accounts (cards, loans, investments) carry their current balance on the account itself.
+            raw = await self.client.call("GET", self._account_path(
+                consent, account, "/aggregation/v2/customers/{customer}/accounts/{account}"), operation="get_account")
+            return translate.account_balance(raw, region=self.region, account_id=account.id)
         body = await self.client.call("GET", self._account_path(
             consent, account, "/aggregation/v1/customers/{customer}/accounts/{account}/availableBalance"),
                                       operation="get_balances")
@@ -229,6 +250,7 @@ class MastercardPlatformAdapter(Adapter):
 
     async def get_live_balances(self, ctx: CallContext, consent: ConsentRecord,
                                 account: AccountRecord) -> list[Balance]:
+        self._deposit_only(account, "live balances")
         body = await self.client.call("GET", self._account_path(
             consent, account, "/aggregation/v1/customers/{customer}/accounts/{account}/availableBalance/live"),
                                       operation="get_live_balances")
@@ -248,6 +270,7 @@ class MastercardPlatformAdapter(Adapter):
 
     async def get_account_details(self, ctx: CallContext, consent: ConsentRecord,
                                   account: AccountRecord) -> AccountDetails:
+        self._deposit_only(account, "payment coordinates")
         body = await self.client.call("GET", self._account_path(consent, account, self.region.details_path),
                                       operation="get_account_details")
         return translate.payment_coordinates(body, region=self.region, account_id=account.id)

@@ -65,6 +65,9 @@ ACCOUNT_TYPES: dict[str, AccountType] = {
     )},
 }
 
+# The platform serves available balances, live balances and ACH/BSB details for deposit accounts only.
+DEPOSIT_TYPES = frozenset({"checking", "savings", "moneyMarket", "cd", "transactionAndSavings"})
+
 TRANSACTION_STATUSES: dict[str, TransactionStatus] = {
     "active": TransactionStatus.BOOKED,
     "pending": TransactionStatus.PENDING,
@@ -359,6 +362,26 @@ def balances(body: dict[str, Any], *, region: MastercardRegion, account_id: str,
 
 
 # --- payment coordinates ------------------------------------------------------------------------------------------
+def account_balance(raw: dict[str, Any], *, region: MastercardRegion, account_id: str) -> list[Balance]:
+    """The current balance an account record carries (`balance`, `balanceDate`): what non-deposit accounts offer."""
+    try:
+        amount = raw["balance"]
+        currency = _currency(raw.get("currency"), region.currency)
+        return [Balance(account_id=account_id, type=BalanceType.CURRENT, amount=_money(amount, currency),
+                        as_of=_epoch(raw.get("balanceDate")), live=False)]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _bad(region, "an account balance") from exc
+
+
+def receipt_account_refs(receipt: dict[str, Any]) -> list[str]:
+    """The upstream ids of the accounts a data-sharing consent receipt covers."""
+    refs: list[str] = []
+    for arrangement in receipt.get("institutions") or []:
+        if isinstance(arrangement, dict):
+            refs.extend(_ref(a["id"]) for a in arrangement.get("accounts") or [] if isinstance(a, dict) and "id" in a)
+    return refs
+
+
 def is_valid_aba(routing: str) -> bool:
     """An ABA routing number: nine ASCII digits whose 3-7-1 weighted sum is a multiple of ten."""
     if not isinstance(routing, str) or not _ABA_RE.fullmatch(routing):

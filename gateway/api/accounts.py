@@ -111,7 +111,7 @@ async def list_transactions(request: web.Request) -> web.Response:
     query = request.query
     q.reject_unknown(query, _TXN_PARAMS)
     to_date = q.iso_date(query, "to") or utcnow().date()
-    from_date = q.iso_date(query, "from") or (to_date - timedelta(days=90))
+    from_date = q.iso_date(query, "from") or max(q.EARLIEST_DATE, to_date - timedelta(days=90))
     if from_date > to_date:
         raise ValidationFailed("from: must not be after to", errors=[{"location": "query", "field": "from",
                                                                        "message": "must not be after to"}])

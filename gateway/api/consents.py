@@ -1,6 +1,8 @@
 """Consents: create (→ authorisation_url), complete with the redirect result, get, list, revoke."""
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 from aiohttp import web
 
 from adapters.base import CreateConsentInput
@@ -160,11 +162,14 @@ async def complete_consent(request: web.Request) -> web.Response:
 
 
 def parse_redirect_result(text: str) -> dict[str, str]:
-    from urllib.parse import parse_qsl, urlsplit
-
-    query = urlsplit(text).query if "://" in text else text.lstrip("?")
-    pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=50)
-    return {k: v for k, v in pairs}
+    """The query parameters of a redirect URL (or of a bare query string)."""
+    try:
+        query = urlsplit(text).query if "://" in text else text.lstrip("?")
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=50)
+    except ValueError as exc:
+        raise ValidationFailed("redirect_result: not a redirect URL or query string", errors=[
+            {"location": "body", "field": "redirect_result", "message": f"cannot be read ({exc})"}]) from None
+    return dict(pairs)
 
 
 async def revoke_consent(request: web.Request) -> web.Response:

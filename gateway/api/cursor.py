@@ -2,7 +2,7 @@
 
 A cursor is base64url(JSON) + "." + base64url(HMAC-SHA256 truncated to 128 bits). It binds the tenant, the list it
 belongs to (route and filters) and an adapter-private position. A cursor that was altered, belongs to another
-tenant or another query, or is older than its lifetime is refused with 400 and the parameter named.
+tenant or another query, or is older than its lifetime is refused with 422 and the parameter named.
 """
 from __future__ import annotations
 

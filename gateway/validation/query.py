@@ -1,10 +1,16 @@
 """Query-string parameters, strictly: wrong values are 400s naming the parameter, never silently ignored."""
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Mapping
 
 from gateway.errors import MalformedRequest, ValidationFailed
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII only; no ISO week dates
+# Upstream APIs count time in epoch seconds: dates before 1970 mean nothing to them.
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date.max
 
 
 def _bad(name: str, message: str) -> ValidationFailed:
@@ -24,7 +30,7 @@ def limit(query: Mapping[str, str], *, default: int, maximum: int) -> int:
     raw = query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
         raise _bad("limit", f"must be a whole number from 1 to {maximum}")
     value = int(raw)
     if not 1 <= value <= maximum:
@@ -47,12 +53,15 @@ def iso_date(query: Mapping[str, str], name: str) -> date | None:
     raw = query.get(name)
     if raw is None:
         return None
+    if not _DATE.fullmatch(raw):
+        raise _bad(name, "must be a date as YYYY-MM-DD")
     try:
-        if len(raw) != 10:
-            raise ValueError
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
-        raise _bad(name, "must be a date as YYYY-MM-DD") from None
+        raise _bad(name, "must be a real calendar date as YYYY-MM-DD") from None
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise _bad(name, f"must be from {EARLIEST_DATE} to {LATEST_DATE}")
+    return value
 
 
 def text(query: Mapping[str, str], name: str, *, max_len: int = 200) -> str | None:

@@ -8,7 +8,7 @@ documented status, Content-Type, headers and body.
 
 Random ids only ever reach "not found", so real customers, consents and accounts are created first, and most
 valid cases use them: that way the account operations really call the simulated provider and their answers are
-checked too. Bugs found this way that are not fixed yet are pinned by the strict xfail tests at the end.
+checked too. Bugs found this way are pinned by the regression tests at the end.
 """
 from __future__ import annotations
 
@@ -50,10 +50,6 @@ MAX_EXAMPLES = 25
 # aiohttp's default max_line_size and max_field_size, which the gateway runs with (gateway/cli.py).
 HTTP_LINE_LIMIT = 8190
 PROVIDER = "mastercard-us"
-# Account types whose sub-resource answers 5xx today (see test_non_deposit_accounts_get_documented_answers): the
-# generated cases leave them out so the rest of each operation is still tested. Empty this when that test passes.
-_NON_DEPOSIT = ("credit_card", "loan", "mortgage", "investment", "retirement", "other")
-KNOWN_BUG_ACCOUNT_TYPES: dict[str, tuple[str, ...]] = {"balances": _NON_DEPOSIT, "details": _NON_DEPOSIT}
 
 
 class BackgroundGateway:
@@ -103,9 +99,7 @@ class KnownIds:
         if pick % 4 == 0:
             return None  # keep one in four random ids: they must answer 404
         if name == "account_id":
-            sub = operation_path.rsplit("/", 1)[-1]
-            usable = [i for i, kind in self.accounts if kind not in KNOWN_BUG_ACCOUNT_TYPES.get(sub, ())]
-            return usable[pick % len(usable)]
+            return self.accounts[pick % len(self.accounts)][0]
         return {"customer_id": self.customer_id, "consent_id": self.consent_id}.get(name)
 
 
@@ -228,12 +222,6 @@ def test_api_conforms_to_its_contract(case: schemathesis.Case, live_gateway: str
     case.validate_response(response, checks=CHECKS, headers=DEV, transport_kwargs={"base_url": live_gateway})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "adapters/mastercard/adapter.py get_balances/get_live_balances/get_account_details call the provider's "
-    "availableBalance and details endpoints for every account type; the provider serves them for deposit accounts "
-    "only and answers 400 code 14020, which adapters/mastercard/errors.py maps to 502 upstream_request_rejected "
-    "('a gateway defect'). A caller asking for a credit card's balance or ACH details should get a documented "
-    "answer, not a 5xx"))
 @pytest.mark.parametrize("sub", ["balances", "details"])
 def test_non_deposit_accounts_get_documented_answers(live_gateway: str, known_ids: KnownIds, sub: str) -> None:
     failures = []
@@ -249,12 +237,6 @@ def test_non_deposit_accounts_get_documented_answers(live_gateway: str, known_id
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "adapters/mastercard/adapter.py list_accounts() lists every account of the upstream customer "
-    "(GET /aggregation/v1/customers/{customer}/accounts), not only those the consent's receipt covers: a second "
-    "consent of the same customer lists the first one's accounts too, and once the first is revoked they answer "
-    "410 account_unavailable under the second. Keep the receipt's accounts (e.g. their ids or the institution "
-    "login id, recorded when the consent completes) and list only those"))
 def test_revoking_a_consent_leaves_another_consents_accounts_readable(live_gateway: str) -> None:
     customer_id = _new_customer(live_gateway)
     first = _authorised_consent(live_gateway, customer_id)
@@ -267,3 +249,14 @@ def test_revoking_a_consent_leaves_another_consents_accounts_readable(live_gatew
         if resp.status_code != 200:
             gone.append((account["provider_ref"], resp.status_code, resp.json().get("code")))
     assert not gone, f"accounts listed under {second} that it no longer reads: {gone}"
+
+
+@pytest.mark.parametrize("redirect_result", ["a=1&" * 51, "http://[oops/cb?code=200"], ids=["51-fields", "bad-url"])
+def test_unreadable_redirect_result_is_a_documented_422(live_gateway: str, redirect_result: str) -> None:
+    consent = _call("POST", f"{live_gateway}/v1/consents", 201,
+                    json={"customer_id": _new_customer(live_gateway), "redirect_uri": "https://app.example.com/cb"})
+    path = f"/v1/consents/{consent['id']}/complete"
+    resp = requests.post(live_gateway + path, headers=DEV, json={"redirect_result": redirect_result}, timeout=15)
+    validate_response("POST", path, resp.status_code, resp.json(), resp.headers.get("Content-Type", ""),
+                      headers=resp.headers)
+    assert resp.status_code == 422, resp.text[:300]

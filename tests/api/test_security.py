@@ -1,6 +1,7 @@
 """Callers, scopes, providers and tenants; request ids; no secret ever reaches a log line."""
 from __future__ import annotations
 
+import json
 import re
 
 from tests.conftest import DEV, DEV_KEY, OTHER, READONLY, sandbox_of, state_of
@@ -59,8 +60,12 @@ async def test_request_id_accepted_generated_and_forwarded_to_logs(gateway, caps
     assert resp.headers["X-Request-Id"] == "trace-abc-123"
     generated = await gateway.get("/v1/providers", headers={**DEV, "X-Request-Id": "bad id with spaces"})
     assert re.fullmatch(r"[0-9a-f-]{36}", generated.headers["X-Request-Id"])
-    out = capsys.readouterr().out
-    assert '"request_id": "trace-abc-123"' in out and '"route": "/v1/providers"' in out
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    access = [e for e in lines if e.get("event") == "request" and e.get("request_id") == "trace-abc-123"]
+    assert len(access) == 1  # one canonical line per request
+    entry = access[0]
+    assert entry["route"] == "/v1/providers" and entry["status"] == 200 and entry["tenant"] == "dev"
+    assert entry["duration_ms"] >= 0 and entry["timestamp"].endswith("Z")
 
 
 async def test_no_secret_in_logs(gateway, capsys) -> None:  # type: ignore[no-untyped-def]
