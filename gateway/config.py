@@ -234,7 +234,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
         except (ClassValidationError, IterableValidationError) as exc:
             problems.extend(_format_cattrs(exc, f"callers[{i}]"))
             continue
-        if not re.fullmatch(r"[0-9a-f]{64}", caller.key_sha256):
+        if caller.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", caller.key_sha256):
             problems.append(f"callers[{i}].key_sha256: must be the hex SHA-256 of the API key (64 lower-case hex digits)")
         for scope in caller.scopes:
             if scope not in SCOPES:
