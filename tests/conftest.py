@@ -63,3 +63,9 @@ def sandbox_of(client: Any, provider: str) -> Any:
 
 def state_of(client: Any) -> Any:
     return client.server.app[STATE]
+
+
+def count_rows(client: Any, table: str) -> int:
+    """How many rows a store table holds (to prove a failed request stored nothing)."""
+    assert table.isidentifier()
+    return int(state_of(client).store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import DEV, sandbox_of, state_of
+from tests.conftest import DEV, count_rows, sandbox_of, state_of
 from tests.flows import authorised_consent, create_customer, first_account
 
 
@@ -18,9 +18,7 @@ async def _problem(resp, status: int) -> dict:  # type: ignore[no-untyped-def]
 async def _nothing_stored_or_sent(gateway) -> None:  # type: ignore[no-untyped-def]
     sandbox = sandbox_of(gateway, "mastercard-us")
     assert not sandbox.calls.matching(method="POST", path_regex=r"/customers/")
-    db = state_of(gateway).store.db
-    async with db.execute("SELECT COUNT(*) FROM customers") as cur:
-        assert (await cur.fetchone())[0] == 0
+    assert count_rows(gateway, "customers") == 0
 
 
 @pytest.mark.parametrize("body, field, status", [
@@ -79,8 +77,7 @@ async def test_consent_body_errors(gateway) -> None:  # type: ignore[no-untyped-
         problem = await _problem(await gateway.post("/v1/consents", json=body, headers=DEV), 422)
         assert any(e["field"] == field for e in problem["errors"]), (body, problem)
     assert not sandbox_of(gateway, "mastercard-us").calls.matching(path_regex=r"/connect/v2")
-    async with state_of(gateway).store.db.execute("SELECT COUNT(*) FROM consents") as cur:
-        assert (await cur.fetchone())[0] == 0
+    assert count_rows(gateway, "consents") == 0
 
 
 async def test_query_errors(gateway) -> None:  # type: ignore[no-untyped-def]

@@ -64,4 +64,6 @@ def consents() -> bytes:
         "partnerId": "1445585709680", "statusDetails": {"status": "ACTIVE", "statusDate": "2099-01-01T00:00:00Z"},
         "accessPeriod": {"startDate": "2026-01-01T00:00:00Z", "endDate": "2099-01-01T00:00:00Z"},
         "createdDate": "2099-01-01T00:00:00Z",
+        "institutions": [{"institutionId": "102105", "institutionLoginId": "1007302745",
+                          "accounts": [{"id": ref, "status": "ACTIVE"} for ref in (ACCOUNT_ID, "5011648378", "5011648379")]}],
     }]})

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from gateway.api.app import create_app
-from tests.conftest import DEV, sandbox_of, state_of
+from tests.conftest import DEV, count_rows, sandbox_of, state_of
 from tests.flows import authorised_consent, create_customer, first_account
 
 FAST = {"adapters": {"mastercard-us": {
@@ -97,8 +97,7 @@ async def test_writes_are_not_retried(gw) -> None:  # type: ignore[no-untyped-de
                          headers=DEV)
     assert resp.status == 502
     assert len(sandbox.calls.matching(method="POST", path_regex=r"/customers/testing$")) == 1
-    async with state_of(gw).store.db.execute("SELECT COUNT(*) FROM customers") as cur:
-        assert (await cur.fetchone())[0] == 0  # nothing half-written
+    assert count_rows(gw, "customers") == 0  # nothing half-written
 
 
 async def test_expired_token_is_renewed_once(gw, account) -> None:  # type: ignore[no-untyped-def]
