@@ -125,6 +125,10 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if isinstance(result, sqlite3.Cursor):
+                # A cursor must die on this thread: finalising it on the loop's thread races the writer.
+                result.close()
+                return None  # type: ignore[return-value]
             return result
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
