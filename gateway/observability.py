@@ -1,11 +1,12 @@
 """Logging and metrics.
 
 Logging: structlog, JSON when stdout is not a terminal, one canonical line per request (see api/middleware.py).
-A redaction processor runs last before rendering: it blanks values under secret-looking keys at any depth, and
-removes every configured secret value (registered through gateway.secrets) wherever it appears in a string, so a
-secret that slips into a message or an upstream body still never reaches the log.
+Redaction happens twice, cheaply: before rendering, values under secret-looking keys are blanked at any depth;
+after rendering, the whole line is searched once for every registered secret value (gateway.secrets) and for
+bearer credentials, so a secret that slips into a message or an upstream body still never reaches the log.
 
-Metrics: prometheus-client, one registry per app (tests build many apps in one process).
+Metrics: prometheus-client, one registry per app (tests build many apps in one process); the label children the
+hot path uses are looked up once and kept.
 """
 from __future__ import annotations
 
@@ -27,90 +28,116 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 # Bearer tokens and similar credentials in free text.
-_BEARER = re.compile(r"\b((?i:bearer|basic))\s+[A-Za-z0-9._~+/=-]+")
+_BEARER = r"\b((?i:bearer|basic))\s+[A-Za-z0-9._~+/=-]+"
 
 
-class _ValueScrubber:
+class _Scrubber:
     """Removes registered secret values and bearer credentials from text with one compiled pattern.
 
-    The pattern is rebuilt only when the secret registry changes; a string with nothing to hide costs one search.
+    The pattern is rebuilt only when the secret registry changes. Each secret is matched raw and as JSON escapes
+    it, since the scrub runs over rendered JSON lines too. Text with nothing to hide costs one search.
     """
 
     def __init__(self) -> None:
         self._version = -1
-        self._pattern: re.Pattern[str] = _BEARER
+        self._text = re.compile(_BEARER)
+        self._bytes = re.compile(_BEARER.encode())
 
     def _refresh(self) -> None:
         version, values = known_secrets()
-        alternatives = [re.escape(v) for v in sorted(values, key=len, reverse=True)]
-        alternatives.append(_BEARER.pattern)
-        self._pattern = re.compile("|".join(alternatives))
+        forms: set[str] = set()
+        for value in values:
+            forms.add(value)
+            forms.add(orjson.dumps(value).decode()[1:-1])
+        alternatives = [re.escape(v) for v in sorted(forms, key=len, reverse=True)] + [_BEARER]
+        self._text = re.compile("|".join(alternatives))
+        self._bytes = re.compile("|".join(alternatives).encode())
         self._version = version
 
-    def __call__(self, text: str) -> str:
+    def text(self, value: str) -> str:
         if secrets_version() != self._version:
             self._refresh()
-        if self._pattern.search(text) is None:
-            return text
-        return self._pattern.sub(_replacement, text)
+        if self._text.search(value) is None:
+            return value
+        return self._text.sub(lambda m: f"{m.group(1)} {REDACTED}" if m.group(1) else REDACTED, value)
+
+    def line(self, value: bytes) -> bytes:
+        if secrets_version() != self._version:
+            self._refresh()
+        if self._bytes.search(value) is None:
+            return value
+        return self._bytes.sub(
+            lambda m: m.group(1) + b" " + REDACTED.encode() if m.group(1) else REDACTED.encode(), value)
 
 
-def _replacement(match: re.Match[str]) -> str:
-    word = match.group(1)
-    return f"{word} {REDACTED}" if word else REDACTED
-
-
-_scrub = _ValueScrubber()
+_scrub = _Scrubber()
 _key_verdicts: dict[str, bool] = {}
 
 
 def _secret_key(key: str) -> bool:
     verdict = _key_verdicts.get(key)
     if verdict is None:
-        verdict = _key_verdicts[key] = bool(_SECRET_KEYS.search(key))
-        if len(_key_verdicts) > 10_000:  # keys come from code, but never let the cache grow without bound
-            _key_verdicts.clear()
+        verdict = bool(_SECRET_KEYS.search(key))
+        if len(_key_verdicts) < 10_000:  # keys come from code; never let the cache grow without bound
+            _key_verdicts[key] = verdict
     return verdict
 
 
-def redact(value: Any, key: str | None = None) -> Any:
-    if key is not None and _secret_key(key) and value not in (None, "", [], {}):
-        return REDACTED
-    if isinstance(value, str):
-        return _scrub(value)
+def _blank_secret_keys(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {k: (REDACTED if _secret_key(str(k)) and v not in (None, "", [], {}) else _blank_secret_keys(v))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
+        return [_blank_secret_keys(v) for v in value]
     if isinstance(value, (bytes, bytearray)):
-        return _scrub(value.decode("utf-8", "replace"))
+        return value.decode("utf-8", "replace")
     return value
 
 
-def redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(value: Any, key: str | None = None) -> Any:
+    """Blank secret-keyed values and scrub secret values from strings (for anything shown outside the logs)."""
+    if key is not None and _secret_key(key) and value not in (None, "", [], {}):
+        return REDACTED
+    value = _blank_secret_keys(value)
+    if isinstance(value, str):
+        return _scrub.text(value)
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def redact_keys_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Before rendering: blank what sits under a secret-looking key (numbers and short words pass untouched)."""
     out = {}
     for key, value in event_dict.items():
-        if type(value) is int or type(value) is float or value is None:
-            out[key] = value  # numbers carry no secrets; skip the work on the hot path
+        if type(value) is str or type(value) is int or type(value) is float or value is None:
+            out[key] = REDACTED if value and key != "event" and _secret_key(key) else value
         else:
-            out[key] = redact(value, key if key != "event" else None)
+            out[key] = REDACTED if _secret_key(key) and value else _blank_secret_keys(value)
     return out
 
 
+def scrub_line_processor(_logger: Any, _name: str, line: bytes | str) -> bytes | str:
+    """After rendering: one search over the whole line for secret values and bearer credentials."""
+    return _scrub.line(line) if isinstance(line, bytes) else _scrub.text(line)
+
+
 class _StdoutLogger:
-    """Writes rendered bytes to whatever sys.stdout is at the time (so test capture and redirection work)."""
+    """Writes rendered lines to whatever sys.stdout is at the time (so test capture and redirection work)."""
 
     def __init__(self, *_args: Any) -> None:
         pass
 
-    def msg(self, message: bytes) -> None:
+    def msg(self, message: bytes | str) -> None:
         out = sys.stdout
         buffer = getattr(out, "buffer", None)
-        if buffer is not None:
+        if buffer is not None and isinstance(message, bytes):
             buffer.write(message + b"\n")
             buffer.flush()
         else:
-            out.write(message.decode() + "\n")
+            out.write((message.decode() if isinstance(message, bytes) else message) + "\n")
             out.flush()
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
@@ -118,26 +145,21 @@ class _StdoutLogger:
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
-    renderer: Any
-    factory: Any
-    if use_json:
-        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
-        factory = _StdoutLogger
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
-        factory = structlog.PrintLoggerFactory()
+    renderer: Any = (structlog.processors.JSONRenderer(serializer=orjson.dumps) if use_json
+                     else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            redact_processor,
+            redact_keys_processor,
             renderer,
+            scrub_line_processor,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=factory,
-        cache_logger_on_first_use=False,
+        logger_factory=_StdoutLogger,
+        cache_logger_on_first_use=True,
     )
 
 
@@ -172,3 +194,20 @@ class Metrics:
             "gateway_token_renewals", "Upstream token fetches by provider and outcome.", ["provider", "outcome"],
             registry=self.registry,
         )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._child(self.requests, (method, route, str(status))).inc()
+        self._child(self.request_seconds, (route,)).observe(seconds)
+
+    def observe_upstream(self, provider: str, operation: str, outcome: str, seconds: float | None) -> None:
+        self._child(self.upstream_calls, (provider, operation, outcome)).inc()
+        if seconds is not None:
+            self._child(self.upstream_seconds, (provider,)).observe(seconds)

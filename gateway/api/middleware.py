@@ -64,9 +64,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     response.headers["X-Request-Id"] = request_id
     elapsed = time.perf_counter() - started
     route = _route_name(request)
-    metrics = state.metrics
-    metrics.requests.labels(request.method, route, str(response.status)).inc()
-    metrics.request_seconds.labels(route).observe(elapsed)
+    state.metrics.observe_request(request.method, route, response.status, elapsed)
     log.info(
         "request",
         method=request.method,

@@ -119,7 +119,7 @@ class UpstreamClient:
         attempt = 0
         while True:
             if not self.breaker.allow():
-                self.metrics.upstream_calls.labels(self.name, operation, "circuit_open").inc()
+                self.metrics.observe_upstream(self.name, operation, "circuit_open", None)
                 raise CircuitOpen(f"calls to {self.name} are paused after repeated failures; retry later",
                                   retry_after=round(self.breaker.retry_after(), 3))
             started = time.perf_counter()
@@ -137,7 +137,6 @@ class UpstreamClient:
                 self.breaker.release()
                 raise
             elapsed = time.perf_counter() - started
-            self.metrics.upstream_seconds.labels(self.name).observe(elapsed)
 
             if failure is not None:
                 self.breaker.record_failure()
@@ -151,7 +150,7 @@ class UpstreamClient:
                     self.breaker.record_success()
                     outcome = "ok" if response.status < 400 else ("rate_limited" if response.status == 429 else "client_error")
                 retry_after = response.retry_after if response.status == 429 else None
-            self.metrics.upstream_calls.labels(self.name, operation, outcome).inc()
+            self.metrics.observe_upstream(self.name, operation, outcome, elapsed)
             log.debug("upstream_call", provider=self.name, operation=operation, method=method, path=path,
                       status=response.status if response else None, outcome=outcome, attempt=attempt,
                       duration_ms=round(elapsed * 1000, 2))

@@ -19,3 +19,21 @@ def test_registered_secret_values_removed_from_free_text() -> None:
     text = redact(f"upstream said: bad secret {secret.reveal()} and Bearer abc.def")
     assert "very-secret-value-42" not in text and "abc.def" not in text
     assert repr(secret) == "Secret('**********')" and "very" not in str(secret)
+
+
+def test_rendered_log_lines_never_carry_a_secret(capsys) -> None:  # type: ignore[no-untyped-def]
+    import structlog
+
+    from gateway.observability import configure_logging
+
+    plain = Secret("partner-secret-in-a-message")
+    quoted = Secret('odd"secret\\value')
+    configure_logging("json", "info")
+    log = structlog.get_logger("test.redaction")
+    log.info("upstream_said", detail=f"refused {plain.reveal()}", body={"nested": [quoted.reveal()]},
+             headers={"App-Token": "tok-123456"}, note="Authorization: Bearer abc.def.ghi")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    for leaked in ("partner-secret-in-a-message", "odd", "tok-123456", "abc.def.ghi"):
+        assert leaked not in out, out
+    assert out.count(REDACTED) >= 4
