@@ -44,6 +44,9 @@ class ServerConfig:
 @attrs.frozen
 class StoreConfig:
     url: str = "sqlite:///var/gateway.db"
+    # How long an account lookup may be served from memory; a write here clears it at once, another replica's
+    # write is seen within this time. 0 turns the cache off.
+    read_cache_seconds: float = 1.0
 
 
 @attrs.frozen

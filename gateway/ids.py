@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from typing import Callable
 
 PREFIXES = frozenset({"cus", "con", "acc", "txn", "pay", "rep", "evt", "sub"})
 
@@ -45,5 +46,13 @@ class IdMinter:
     def account(self, upstream_ref: str) -> str:
         return self.derive("acc", upstream_ref)
 
-    def transaction(self, upstream_ref: str) -> str:
-        return self.derive("txn", upstream_ref)
+    def transactions_of(self, account_id: str) -> Callable[[str], str]:
+        """Transaction ids for one account: a MAC tag of the account (tenant- and consent-bound) and the upstream id.
+
+        Transactions are not addressable on their own (no route takes a transaction id), and their upstream id is
+        shown anyway as `provider_ref`, so a per-row MAC would protect nothing while costing most of a page's
+        translation time. The tag keeps ids unique across accounts and tenants and stable across calls.
+        """
+        tag = self.derive("txn", account_id)[4:20]
+        prefix = f"txn_{tag}"
+        return lambda upstream_ref: prefix + upstream_ref

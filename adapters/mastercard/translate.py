@@ -190,17 +190,6 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _from_timestamp = datetime.fromtimestamp
 _from_ordinal = date.fromordinal
 
-# The hot path fills the slots of the frozen canonical models directly, as their attrs-generated __init__ does
-# (one object.__setattr__ per field) but a third cheaper. It is only valid while those models have no validators,
-# converters or post-init hooks; a unit test checks that, and that the result equals normal construction.
-_new = object.__new__
-_TXN_FIELDS = ("id", "account_id", "provider_ref", "amount", "status", "description", "booked_at", "transaction_date",
-               "category", "memo", "check_number")
-(_set_id, _set_account, _set_ref, _set_amount, _set_status, _set_description, _set_booked, _set_day, _set_category,
- _set_memo, _set_check) = (Transaction.__dict__[name].__set__ for name in _TXN_FIELDS)
-_set_money_amount, _set_money_currency = (Money.__dict__[name].__set__ for name in ("amount", "currency"))
-
-
 def _money(value: Any, currency: str) -> Money:
     money = Money.of(value, currency)
     if not money.amount.is_finite():
@@ -234,10 +223,7 @@ def money_reader(currency: str) -> Callable[[Any], Money]:
         elif len(text) - dot - 1 > places:
             money = _money(value, currency)  # more digits than the minor unit: Money.of decides what is exact
         else:
-            decimals = len(text) - dot - 1
-            money = _new(Money)
-            _set_money_amount(money, Decimal(text + pads[decimals]))
-            _set_money_currency(money, currency)
+            money = Money(Decimal(text + pads[len(text) - dot - 1]), currency)
         cache[value] = money
         return money
 
@@ -252,7 +238,7 @@ def transactions(body: dict[str, Any], *, region: MastercardRegion, account_id: 
         raise _bad(region, "a transaction page")
     money = money_reader(currency or region.currency)
     days: dict[int, date] = {}  # many rows share a day
-    derive = ids.transaction
+    derive = ids.transactions_of(account_id)
     statuses = TRANSACTION_STATUSES
     pending, removed = TransactionStatus.PENDING, TransactionStatus.REMOVED
     utc = UTC
@@ -299,11 +285,8 @@ def transactions(body: dict[str, Any], *, region: MastercardRegion, account_id: 
             check = row.get("checkNum")
             if check is not None and type(check) is not str:
                 check = str(check) if type(check) is int else None
-            txn = _new(Transaction)
-            _set_id(txn, derive(ref)); _set_account(txn, account_id); _set_ref(txn, ref)
-            _set_amount(txn, money(row["amount"])); _set_status(txn, status); _set_description(txn, description)
-            _set_booked(txn, posted); _set_day(txn, day); _set_category(txn, category); _set_memo(txn, memo)
-            _set_check(txn, check)
+            txn = Transaction(derive(ref), account_id, ref, money(row["amount"]), status, description, posted, day,
+                              category, memo, check)
             append(txn)
         more = body.get("moreAvailable")
         return TransactionsPage(

@@ -12,7 +12,7 @@ from gateway.api.consents import load_consent
 from gateway.api.render import json_response
 from gateway.errors import ConsentNotActive, NotFound, ValidationFailed
 from gateway.models import ConsentStatus
-from gateway.models.serialize import to_plain
+from gateway.models.serialize import to_plain, to_plain_list
 from gateway.models.time import utcnow
 from gateway.routing import adapter_for_resource
 from gateway.store.records import AccountRecord, ConsentRecord
@@ -69,11 +69,14 @@ async def list_accounts(request: web.Request) -> web.Response:
     accounts = await adapter.list_accounts(context(request, caller), consent, customer)
     now = utcnow()
     plain = [to_plain(a) for a in accounts]
-    await state.store.upsert_accounts([
+    known = {r.id: r.data for r in await state.store.list_accounts(caller.tenant, consent.id)}
+    changed = [
         AccountRecord(id=a.id, tenant=caller.tenant, provider=consent.provider, consent_id=consent.id,
                       provider_ref=a.provider_ref, created_at=now, data=p)
-        for a, p in zip(accounts, plain)
-    ])
+        for a, p in zip(accounts, plain) if known.get(a.id) != p
+    ]
+    if changed:  # listing an unchanged consent writes nothing
+        await state.store.upsert_accounts(changed)
     page = plain[offset:offset + limit]
     more = offset + limit < len(plain)
     next_cursor = state.cursors.encode(caller.tenant, scope, {"offset": offset + limit}) if more else None
@@ -99,7 +102,7 @@ async def get_balances(request: web.Request) -> web.Response:
         balances = await adapter.get_live_balances(ctx, consent, account)
     else:
         balances = await adapter.get_balances(ctx, consent, account)
-    return json_response({"data": [to_plain(b) for b in balances], "next_cursor": None})
+    return json_response({"data": to_plain_list(balances), "next_cursor": None})
 
 
 _TXN_PARAMS = frozenset({"from", "to", "limit", "cursor", "include_pending", "include_removed"})
@@ -130,7 +133,7 @@ async def list_transactions(request: web.Request) -> web.Response:
                          include_removed=include_removed, position=position),
     )
     next_cursor = state.cursors.encode(caller.tenant, scope, page.next_position) if page.next_position else None
-    return json_response({"data": [to_plain(t) for t in page.data], "next_cursor": next_cursor})
+    return json_response({"data": to_plain_list(page.data), "next_cursor": next_cursor})
 
 
 async def get_details(request: web.Request) -> web.Response:

@@ -53,7 +53,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     id_key = hmac.new(config.security.id_key.reveal().encode(), b"gateway-ids-v1", hashlib.sha256).digest()
     state = GatewayState(
         config=config,
-        store=open_store(config.store.url),
+        store=open_store(config.store.url, read_cache_seconds=config.store.read_cache_seconds),
         metrics=metrics,
         upstreams=UpstreamFactory(metrics),
         callers=CallerDirectory(config.callers),

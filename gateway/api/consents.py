@@ -13,7 +13,7 @@ from gateway.api.render import json_response
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.models import Consent, ConsentStatus
 from gateway.models.serialize import to_plain
-from gateway.models.time import utcnow
+from gateway.models.time import UTC, utcnow
 from gateway.routing import adapter_for_resource, pick_adapter
 from gateway.store.records import ConsentRecord
 from gateway.validation import query as q
@@ -128,7 +128,7 @@ async def list_consents(request: web.Request) -> web.Response:
     if more and page:
         last = page[-1]
         next_cursor = state.cursors.encode(caller.tenant, scope,
-                                           {"created_at": last.created_at.isoformat(), "id": last.id})
+                                           {"created_at": last.created_at.astimezone(UTC).isoformat(), "id": last.id})
     return json_response({"data": [consent_view(r) for r in page], "next_cursor": next_cursor})
 
 

@@ -7,11 +7,11 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.models.serialize import to_plain
+from gateway.models.serialize import dumps, to_plain
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
+    return web.Response(body=dumps(data), status=status, content_type="application/json", headers=headers)
 
 
 def resource(obj: Any, status: int = 200) -> web.Response:

@@ -127,8 +127,11 @@ class Balance:
     live: bool = False
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class Transaction:
+    """One transaction. Not frozen, unlike the other models: pages carry hundreds of them and attrs' frozen
+    __init__ costs three times a plain one on that hot path. Treat it as immutable all the same."""
+
     id: str
     account_id: str
     provider_ref: str

@@ -19,6 +19,7 @@ from typing import Callable, TypeVar
 import orjson
 
 from gateway.models import ConsentStatus, CustomerType
+from gateway.models.serialize import dumps
 from gateway.models.time import UTC
 from gateway.store.base import Store
 from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
@@ -67,7 +68,7 @@ def _consent_row(r: ConsentRecord) -> tuple[Any, ...]:
     return (
         r.tenant, r.id, r.provider, r.customer_id, r.status.value, _ts(r.created_at), _ts(r.updated_at),
         r.provider_ref, r.authorisation_url, r.redirect_uri, r.institution_id, orjson.dumps(list(r.permissions)).decode(),
-        _ts(r.authorised_at), _ts(r.revoked_at), _ts(r.expires_at), r.status_reason, orjson.dumps(r.upstream).decode(),
+        _ts(r.authorised_at), _ts(r.revoked_at), _ts(r.expires_at), r.status_reason, dumps(r.upstream).decode(),
     )
 
 
@@ -246,7 +247,7 @@ class SQLiteStore(Store):
         if not records:
             return
         rows = [(r.tenant, r.id, r.provider, r.consent_id, r.provider_ref, _ts(r.created_at),
-                 orjson.dumps(r.data).decode()) for r in records]
+                 dumps(r.data).decode()) for r in records]
         await self._write(lambda db: db.executemany(
             "INSERT INTO accounts (tenant, id, provider, consent_id, provider_ref, created_at, data) VALUES (?,?,?,?,?,?,?) "
             "ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data", rows))

@@ -57,6 +57,7 @@ def test_ids() -> None:
     assert a.account("123") == IdMinter(b"k", "tenant-a", "con_1").account("123")
     assert a.account("123") != IdMinter(b"k", "tenant-b", "con_1").account("123")
     assert a.account("123") != IdMinter(b"other", "tenant-a", "con_1").account("123")
-    assert a.account("123").startswith("acc_") and a.transaction("9").startswith("txn_")
+    assert a.account("123").startswith("acc_") and a.transactions_of("acc_1")("9").startswith("txn_")
+    assert a.transactions_of("acc_1")("9") != IdMinter(b"k", "tenant-b", "con_1").transactions_of("acc_1")("9")
     ids = {new_id("cus") for _ in range(1000)}
     assert len(ids) == 1000 and all(i.startswith("cus_") and len(i) == 28 for i in ids)

@@ -1,0 +1,95 @@
+"""A short-lived read cache in front of a store, for the lookup every account call makes.
+
+`get_account` (account and consent in one read) runs on every data call; this keeps its answer for
+`ttl` seconds. Any write through this process clears the cache at once, so a revocation here is seen here
+immediately; another replica sees it within `ttl` (keep it short). Cached records are shared: callers must
+treat what `get_account` returns as read-only (handlers that change a consent load it with `get_consent`).
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+from gateway.store.base import Store
+from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+
+
+class CachedStore(Store):
+    def __init__(self, inner: Store, ttl: float, *, max_entries: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._accounts: dict[tuple[str, str], tuple[float, tuple[AccountRecord, ConsentRecord] | None]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # backend extras (e.g. the SQLite read connection tests inspect)
+
+    def invalidate(self) -> None:
+        self._accounts.clear()
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        self.invalidate()
+        await self.inner.close()
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def insert_customer(self, record: CustomerRecord) -> None:
+        await self.inner.insert_customer(record)
+
+    async def get_customer(self, tenant: str, customer_id: str) -> CustomerRecord | None:
+        return await self.inner.get_customer(tenant, customer_id)
+
+    async def find_customer(self, tenant: str, provider: str, external_ref: str) -> CustomerRecord | None:
+        return await self.inner.find_customer(tenant, provider, external_ref)
+
+    async def insert_consent(self, record: ConsentRecord) -> None:
+        await self.inner.insert_consent(record)
+
+    async def get_consent(self, tenant: str, consent_id: str) -> ConsentRecord | None:
+        return await self.inner.get_consent(tenant, consent_id)
+
+    async def update_consent(self, record: ConsentRecord, *, expected_updated_at: datetime | None = None) -> bool:
+        self.invalidate()
+        try:
+            return await self.inner.update_consent(record, expected_updated_at=expected_updated_at)
+        finally:
+            self.invalidate()
+
+    async def list_consents(self, tenant: str, *, customer_id: str | None, limit: int,
+                            after: tuple[str, str] | None) -> list[ConsentRecord]:
+        return await self.inner.list_consents(tenant, customer_id=customer_id, limit=limit, after=after)
+
+    async def upsert_accounts(self, records: list[AccountRecord]) -> None:
+        try:
+            await self.inner.upsert_accounts(records)
+        finally:
+            self.invalidate()
+
+    async def get_account(self, tenant: str, account_id: str) -> tuple[AccountRecord, ConsentRecord] | None:
+        key = (tenant, account_id)
+        now = self._clock()
+        hit = self._accounts.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        found = await self.inner.get_account(tenant, account_id)
+        if len(self._accounts) >= self.max_entries:
+            self._accounts.clear()
+        self._accounts[key] = (now, found)
+        return found
+
+    async def list_accounts(self, tenant: str, consent_id: str) -> list[AccountRecord]:
+        return await self.inner.list_accounts(tenant, consent_id)
+
+    async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
+        self.invalidate()
+        try:
+            return await self.inner.delete_consent_data(tenant, consent_id)
+        finally:
+            self.invalidate()
