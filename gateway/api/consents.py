@@ -7,7 +7,7 @@ from aiohttp import web
 
 from adapters.base import CreateConsentInput
 from gateway import ids
-from gateway.api.state import PROVIDER
+from gateway.api.state import PROVIDER, GatewayState
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.render import json_response
 from gateway.errors import Conflict, NotFound, ValidationFailed
@@ -94,7 +94,7 @@ async def get_consent(request: web.Request) -> web.Response:
     return json_response(consent_view(record))
 
 
-async def apply_status(state, record: ConsentRecord, status: ConsentStatus, reason: str | None) -> None:
+async def apply_status(state: GatewayState, record: ConsentRecord, status: ConsentStatus, reason: str | None) -> None:
     """Record a consent state learned upstream; a consent that ended loses everything stored from it."""
     now = utcnow()
     record.status = status
@@ -183,11 +183,5 @@ async def revoke_consent(request: web.Request) -> web.Response:
     customer = await state.store.get_customer(caller.tenant, record.customer_id) if record.customer_id else None
     if record.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED):
         await adapter.revoke_consent(context(request, caller), record, customer)
-    now = utcnow()
-    record.status = ConsentStatus.REVOKED
-    record.revoked_at = now
-    record.updated_at = now
-    record.status_reason = "revoked by the caller"
-    await state.store.update_consent(record)
-    await state.store.delete_consent_data(caller.tenant, record.id)
+    await apply_status(state, record, ConsentStatus.REVOKED, "revoked by the caller")
     return json_response(consent_view(record))

@@ -33,16 +33,10 @@ def _join(path: str, name: str | int) -> str:
 
 
 def _walk(exc: BaseException, path: str, out: list[dict[str, str]]) -> None:
-    if isinstance(exc, ClassValidationError):
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
         with_notes, without = exc.group_exceptions()
-        for inner, note in with_notes:
-            _walk(inner, _join(path, note.name), out)
-        for inner in without:
-            _walk(inner, path, out)
-    elif isinstance(exc, IterableValidationError):
-        with_notes, without = exc.group_exceptions()
-        for inner, note in with_notes:
-            _walk(inner, _join(path, note.index), out)
+        for inner, note in with_notes:  # a field name for classes, an index for lists
+            _walk(inner, _join(path, note.name if isinstance(exc, ClassValidationError) else note.index), out)
         for inner in without:
             _walk(inner, path, out)
     elif isinstance(exc, cattrs.ForbiddenExtraKeysError):
