@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 # provider id -> "module:Class", imported lazily so a disabled provider costs nothing.
 PROVIDERS: dict[str, str] = {
     "mastercard-us": "adapters.mastercard_us.adapter:MastercardUSAdapter",
+    "thredd": "adapters.thredd.adapter:ThreddAdapter",
 }
 
 # Every operation an adapter may implement, in the order the capability matrix shows them.
@@ -105,6 +106,17 @@ class ConsentUpdate:
 
 
 @attrs.frozen(slots=True)
+class InboundEvent:
+    """A provider webhook, verified and read by its adapter."""
+    event_id: str
+    type: str  # the provider's own event type
+    provider_ref: str  # the upstream reference that names the consent (customer id, consent receipt id, …)
+    payload: dict[str, Any]
+    consent_status: ConsentStatus | None = None  # what the event means for the consent, if anything
+    reason: str | None = None
+
+
+@attrs.frozen(slots=True)
 class TransactionQuery:
     from_date: date
     to_date: date
@@ -152,6 +164,17 @@ class Adapter:
     def health(self) -> dict[str, Any]:
         """Upstream health for GET /v1/providers: circuit state per upstream."""
         return {}
+
+    # --- inbound webhooks (POST /webhooks/<provider>) -------------------------------------------------------------
+    receives_webhooks: ClassVar[bool] = False
+
+    def verify_webhook(self, headers: Any, body: bytes) -> None:
+        """Raise Unauthenticated unless the request really comes from the provider (checked on the raw bytes)."""
+        raise self._unsupported("webhooks")
+
+    def parse_webhook(self, headers: Any, body: bytes) -> InboundEvent:
+        """Read a verified webhook; raise MalformedRequest when it cannot be read."""
+        raise self._unsupported("webhooks")
 
     # --- provider rules the validation layer applies before any upstream call (raise ValidationFailed) ---------
     def validate_customer(self, data: CreateCustomerInput) -> None:

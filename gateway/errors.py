@@ -112,6 +112,15 @@ class ConsentNotActive(CallerError):
     status, code, title = 403, "consent_not_active", "The consent does not allow access"
 
 
+class ConsentEndedUpstream(ConsentNotActive):
+    """The provider no longer knows the consent (the end user revoked it there): the gateway records that."""
+    code = "consent_revoked_upstream"
+
+    def __init__(self, detail: str | None = None, *, consent_status: str = "revoked", **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.consent_status = consent_status
+
+
 class IdempotencyKeyReused(CallerError):
     status, code, title = 422, "idempotency_key_reused", "Idempotency key was used with another request"
 

@@ -54,7 +54,16 @@ def gateway_config(make_config: Callable[..., GatewayConfig]) -> GatewayConfig:
 @pytest.fixture
 async def gateway(aiohttp_client: Any, gateway_config: GatewayConfig) -> Any:
     """An aiohttp test client for the gateway on the local environment."""
-    return await aiohttp_client(create_app(gateway_config))
+    return await serve(aiohttp_client, gateway_config)
+
+
+async def serve(aiohttp_client: Any, config: GatewayConfig) -> Any:
+    """The app on a test server, with simulators that send webhooks pointed at its real port."""
+    client = await aiohttp_client(create_app(config))
+    for provider, sandbox in client.server.app[STATE].sandboxes.items():
+        if hasattr(sandbox, "webhook_url"):
+            sandbox.webhook_url = str(client.make_url(f"/webhooks/{provider}"))
+    return client
 
 
 def sandbox_of(client: Any, provider: str) -> Any:

@@ -382,6 +382,8 @@ def _account_number(region: MastercardRegion, value: Any) -> str:
 
 def _instructions(body: dict[str, Any]) -> list[dict[str, Any]]:
     rows = body.get("paymentInstructions", body.get("paymentInstruction"))
+    if isinstance(rows, dict):
+        rows = [rows]  # Thredd answers one instruction as an object
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 

@@ -8,9 +8,9 @@ from aiohttp import web
 from adapters.base import Adapter, TransactionQuery
 from gateway.api.state import PROVIDER
 from gateway.api.common import caller_of, context, state_of
-from gateway.api.consents import load_consent
+from gateway.api.consents import apply_status, load_consent
 from gateway.api.render import json_response
-from gateway.errors import ConsentNotActive, NotFound, ValidationFailed
+from gateway.errors import ConsentEndedUpstream, ConsentNotActive, NotFound, ValidationFailed
 from gateway.models import ConsentStatus
 from gateway.models.serialize import to_plain, to_plain_list
 from gateway.models.time import utcnow
@@ -29,6 +29,14 @@ def require_active(consent: ConsentRecord, permission: str | None = None) -> Non
         raise ConsentNotActive(f"consent {consent.id} expired at {consent.expires_at.isoformat()}")
     if permission is not None and permission not in consent.permissions:
         raise ConsentNotActive(f"consent {consent.id} does not include the permission {permission!r}")
+
+
+async def ended_upstream(request: web.Request, consent: ConsentRecord, exc: ConsentEndedUpstream) -> None:
+    """The provider says the consent is gone: record that (deleting what was stored from it) before answering."""
+    state = state_of(request)
+    fresh = await state.store.get_consent(consent.tenant, consent.id)
+    if fresh is not None and not fresh.status.is_final:
+        await apply_status(state, fresh, ConsentStatus(exc.consent_status), exc.detail)
 
 
 async def _account(request: web.Request, caller: Caller, operation: str,
@@ -66,7 +74,11 @@ async def list_accounts(request: web.Request) -> web.Response:
     if "cursor" in request.query:
         offset = int(state.cursors.decode(request.query["cursor"], caller.tenant, scope).get("offset", 0))
     customer = await state.store.get_customer(caller.tenant, consent.customer_id) if consent.customer_id else None
-    accounts = await adapter.list_accounts(context(request, caller), consent, customer)
+    try:
+        accounts = await adapter.list_accounts(context(request, caller), consent, customer)
+    except ConsentEndedUpstream as exc:
+        await ended_upstream(request, consent, exc)
+        raise
     now = utcnow()
     plain = [to_plain(a) for a in accounts]
     known = {r.id: r.data for r in await state.store.list_accounts(caller.tenant, consent.id)}
@@ -98,10 +110,14 @@ async def get_balances(request: web.Request) -> web.Response:
     adapter, account, consent = await _account(request, caller, "get_live_balances" if live else "get_balances",
                                                "balances")
     ctx = context(request, caller)
-    if live:
-        balances = await adapter.get_live_balances(ctx, consent, account)
-    else:
-        balances = await adapter.get_balances(ctx, consent, account)
+    try:
+        if live:
+            balances = await adapter.get_live_balances(ctx, consent, account)
+        else:
+            balances = await adapter.get_balances(ctx, consent, account)
+    except ConsentEndedUpstream as exc:
+        await ended_upstream(request, consent, exc)
+        raise
     return json_response({"data": to_plain_list(balances), "next_cursor": None})
 
 
@@ -127,11 +143,15 @@ async def list_transactions(request: web.Request) -> web.Response:
     adapter, account, consent = await _account(request, caller, "list_transactions", "transactions")
     scope = f"txn:{account.id}:{from_date}:{to_date}:{int(include_pending)}{int(include_removed)}"
     position = state.cursors.decode(query["cursor"], caller.tenant, scope) if "cursor" in query else None
-    page = await adapter.list_transactions(
-        context(request, caller), consent, account,
-        TransactionQuery(from_date=from_date, to_date=to_date, limit=limit, include_pending=include_pending,
-                         include_removed=include_removed, position=position),
-    )
+    try:
+        page = await adapter.list_transactions(
+            context(request, caller), consent, account,
+            TransactionQuery(from_date=from_date, to_date=to_date, limit=limit, include_pending=include_pending,
+                             include_removed=include_removed, position=position),
+        )
+    except ConsentEndedUpstream as exc:
+        await ended_upstream(request, consent, exc)
+        raise
     next_cursor = state.cursors.encode(caller.tenant, scope, page.next_position) if page.next_position else None
     return json_response({"data": to_plain_list(page.data), "next_cursor": next_cursor})
 
@@ -140,7 +160,11 @@ async def get_details(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_scope(caller, "ais:read")
     adapter, account, consent = await _account(request, caller, "get_account_details", "details")
-    details = await adapter.get_account_details(context(request, caller), consent, account)
+    try:
+        details = await adapter.get_account_details(context(request, caller), consent, account)
+    except ConsentEndedUpstream as exc:
+        await ended_upstream(request, consent, exc)
+        raise
     return json_response(to_plain(details))
 
 
@@ -148,5 +172,9 @@ async def get_owner(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_scope(caller, "ais:read")
     adapter, account, consent = await _account(request, caller, "get_account_owner", "owner")
-    owner = await adapter.get_account_owner(context(request, caller), consent, account)
+    try:
+        owner = await adapter.get_account_owner(context(request, caller), consent, account)
+    except ConsentEndedUpstream as exc:
+        await ended_upstream(request, consent, exc)
+        raise
     return json_response(to_plain(owner))

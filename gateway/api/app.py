@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from adapters.base import load_adapter_class
-from gateway.api import accounts, consents, customers, ops, providers
+from gateway.api import accounts, consents, customers, ops, providers, webhooks
 from gateway.api.cursor import CursorCodec
 from gateway.api.middleware import gateway_middleware
 from gateway.api.state import STATE, GatewayState
@@ -44,6 +44,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/accounts/{account_id}/transactions", accounts.list_transactions)
     r.add_get("/v1/accounts/{account_id}/details", accounts.get_details)
     r.add_get("/v1/accounts/{account_id}/owner", accounts.get_owner)
+    r.add_post("/webhooks/{provider}", webhooks.receive)
 
 
 def create_app(config: GatewayConfig) -> web.Application:
@@ -77,6 +78,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             if adapter_config.embedded:
                 sandbox = cls.create_sandbox(adapter_config)
                 base_url = await sandbox.start("127.0.0.1", adapter_config.sandbox_port)
+                if hasattr(sandbox, "webhook_url"):  # simulators that call back reach this gateway
+                    sandbox.webhook_url = f"{config.server.public_url.rstrip('/')}/webhooks/{provider}"
                 state.sandboxes[provider] = sandbox
                 log.info("sandbox_started", provider=provider, base_url=base_url)
             adapter = cls(adapter_config, state.upstreams, state.store, base_url=base_url)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 from datetime import datetime
 
-from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord, InboundEventRecord
 
 
 class Store(abc.ABC):
@@ -63,3 +63,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
         """Delete everything stored from a consent (accounts and their cached data). Returns rows removed."""
+
+    # inbound provider events
+    @abc.abstractmethod
+    async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:
+        """Consents of any tenant that an upstream reference names (webhooks carry no tenant). Newest first."""
+
+    @abc.abstractmethod
+    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None) -> bool:
+        """In one transaction: keep the event and, with it, the consent's new state (deleting what a consent that
+        ended leaves behind). False, and nothing written, when the event was already received."""
+
+    @abc.abstractmethod
+    async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]: ...

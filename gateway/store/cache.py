@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from gateway.store.base import Store
-from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord, InboundEventRecord
 
 
 class CachedStore(Store):
@@ -93,3 +93,16 @@ class CachedStore(Store):
             return await self.inner.delete_consent_data(tenant, consent_id)
         finally:
             self.invalidate()
+
+    async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:
+        return await self.inner.find_consents_by_ref(provider, provider_ref)
+
+    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None) -> bool:
+        self.invalidate()
+        try:
+            return await self.inner.record_inbound_event(event, consent)
+        finally:
+            self.invalidate()
+
+    async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]:
+        return await self.inner.list_inbound_events(provider, limit=limit)

@@ -52,3 +52,15 @@ class AccountRecord:
     provider_ref: str
     created_at: datetime
     data: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define(slots=True)
+class InboundEventRecord:
+    """A provider webhook as received: kept once per (provider, event_id), the source of canonical events."""
+    provider: str
+    event_id: str
+    type: str
+    received_at: datetime
+    payload: dict[str, Any]
+    tenant: str | None = None
+    consent_id: str | None = None

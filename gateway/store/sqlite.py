@@ -22,7 +22,7 @@ from gateway.models import ConsentStatus, CustomerType
 from gateway.models.serialize import dumps
 from gateway.models.time import UTC
 from gateway.store.base import Store
-from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord, InboundEventRecord
 
 T = TypeVar("T")
 
@@ -50,6 +50,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant, id)
     );
     CREATE INDEX accounts_by_consent ON accounts (tenant, consent_id);
+    """,
+    """
+    CREATE TABLE inbound_events (
+        provider TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL, received_at TEXT NOT NULL,
+        tenant TEXT, consent_id TEXT, payload TEXT NOT NULL,
+        PRIMARY KEY (provider, event_id)
+    );
+    CREATE INDEX consents_by_ref ON consents (provider, provider_ref);
     """,
 ]
 
@@ -273,3 +281,34 @@ class SQLiteStore(Store):
     async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
         return await self._write(lambda db: db.execute(
             "DELETE FROM accounts WHERE tenant = ? AND consent_id = ?", (tenant, consent_id)).rowcount)
+
+    # --- inbound provider events ---------------------------------------------------------------------------------
+    async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:
+        rows = self._all(f"SELECT {_CONSENT_COLS} FROM consents WHERE provider = ? AND provider_ref = ? "
+                         "ORDER BY created_at DESC", (provider, provider_ref))
+        return [_consent(row) for row in rows]
+
+    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None) -> bool:
+        row = (event.provider, event.event_id, event.type, _ts(event.received_at), event.tenant, event.consent_id,
+               dumps(event.payload).decode())
+        consent_row = _consent_row(consent) if consent is not None else None
+
+        def apply(db: sqlite3.Connection) -> bool:
+            inserted = db.execute(
+                "INSERT INTO inbound_events (provider, event_id, type, received_at, tenant, consent_id, payload) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (provider, event_id) DO NOTHING", row).rowcount == 1
+            if inserted and consent is not None and consent_row is not None:
+                sets = ", ".join(f"{c.strip()} = ?" for c in _CONSENT_COLS.split(",")[2:])
+                db.execute(f"UPDATE consents SET {sets} WHERE tenant = ? AND id = ?",
+                           consent_row[2:] + (consent.tenant, consent.id))
+                if consent.status.is_final:
+                    db.execute("DELETE FROM accounts WHERE tenant = ? AND consent_id = ?", (consent.tenant, consent.id))
+            return inserted
+
+        return await self._write(apply)
+
+    async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]:
+        rows = self._all("SELECT provider, event_id, type, received_at, tenant, consent_id, payload FROM inbound_events "
+                         "WHERE provider = ? ORDER BY received_at, rowid LIMIT ?", (provider, limit))
+        return [InboundEventRecord(provider=r[0], event_id=r[1], type=r[2], received_at=_dt(r[3]), tenant=r[4],
+                                   consent_id=r[5], payload=orjson.loads(r[6])) for r in rows]

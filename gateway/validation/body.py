@@ -51,15 +51,21 @@ def _walk(exc: BaseException, path: str, out: list[dict[str, str]]) -> None:
         out.append(field_error(path or "$", f"invalid value ({type(exc).__name__})"))
 
 
-async def read_json(request: web.Request, max_bytes: int) -> Any:
+async def read_raw(request: web.Request, max_bytes: int) -> bytes:
+    """The body's bytes, refused past the size limit (signatures are checked on exactly these bytes)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {max_bytes}")
-    ctype = request.content_type
-    if request.can_read_body and ctype not in ("application/json", "application/problem+json") and not ctype.endswith("+json"):
-        raise MalformedRequest(f"Content-Type must be application/json, not {ctype or 'missing'}")
     raw = await request.content.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+    return raw
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    ctype = request.content_type
+    if request.can_read_body and ctype not in ("application/json", "application/problem+json") and not ctype.endswith("+json"):
+        raise MalformedRequest(f"Content-Type must be application/json, not {ctype or 'missing'}")
+    raw = await read_raw(request, max_bytes)
     if not raw:
         raise MalformedRequest("a JSON body is required")
     try:

@@ -26,4 +26,10 @@ KITS: dict[str, ProviderKit] = {
         end_user={"institution_id": "102105", "username": "profile_03"},
         payment_scheme="us_ach",
     ),
+    "thredd": ProviderKit(
+        provider="thredd",
+        customer=None,  # Thredd registers its customer when the consent is created
+        end_user={"outcome": "approve"},
+        payment_scheme="us_ach",
+    ),
 }

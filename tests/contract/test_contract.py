@@ -138,10 +138,30 @@ async def test_undeclared_operations_answer_501_without_upstream_call(gateway, p
     missing = set(OPERATIONS) - caps
     if not missing:
         pytest.skip(f"{provider} declares every operation")
-    api = Api(gateway)
+    api, kit = Api(gateway), _kit(provider)
+    account_id = consent_id = None
+    if {"create_consent", "complete_consent", "list_accounts"} <= caps:
+        consent = await _authorised(api, kit)
+        consent_id = consent["id"]
+        account_id = (await api.call("GET", f"/v1/accounts?consent_id={consent_id}", 200))["data"][0]["id"]
+    calls: list[tuple[str, str, str, dict[str, Any] | None]] = []
+    if "list_institutions" in missing:
+        calls.append(("list_institutions", "GET", f"/v1/institutions?provider={provider}", None))
+    if "create_customer" in missing:
+        calls.append(("create_customer", "POST", "/v1/customers",
+                      {"provider": provider, "external_ref": "nobody_here1"}))
+    if account_id is not None:
+        for op, path in (("get_balances", "/balances"), ("get_live_balances", "/balances?live=true"),
+                         ("list_transactions", "/transactions"), ("get_account_owner", "/owner"),
+                         ("get_account_details", "/details")):
+            if op in missing:
+                calls.append((op, "GET", f"/v1/accounts/{account_id}{path}", None))
+    if consent_id is not None and "revoke_consent" in missing:
+        calls.append(("revoke_consent", "POST", f"/v1/consents/{consent_id}/revoke", None))
+    assert calls, f"no way to reach {sorted(missing)} through the API"
     sandbox = sandbox_of(gateway, provider)
     sandbox.calls.clear()
-    if "list_institutions" in missing:
-        problem = await api.call("GET", f"/v1/institutions?provider={provider}", 501)
-        assert problem["code"] == "unsupported_operation"
-    assert not sandbox.calls.matching()
+    for op, method, path, body in calls:
+        problem = await api.call(method, path, 501, json=body)
+        assert problem["code"] == "unsupported_operation" and provider in problem["detail"], (op, problem)
+    assert not sandbox.calls.matching(), [c.path for c in sandbox.calls.matching()]

@@ -20,6 +20,11 @@ PROD_ENV = {
     "MASTERCARD_US_PARTNER_ID": "2445580000000",
     "MASTERCARD_US_PARTNER_SECRET": "prod-partner-secret-value",
     "MASTERCARD_US_APP_KEY": "prod-app-key-value",
+    "THREDD_BASE_URL": "https://api.thredd.example",
+    "THREDD_CLIENT_ID": "prod-thredd-client",
+    "THREDD_PARTNER_ID": "partner-9",
+    "THREDD_APPLICATION_ID": "app-9",
+    "THREDD_WEBHOOK_SECRET": "prod-thredd-webhook-secret",
 }
 
 
