@@ -93,6 +93,8 @@ class CreateConsentInput:
     permissions: tuple[str, ...] = ()
     language: str | None = None
     webhook_url: str | None = None
+    # The upstream reference of an earlier consent of the same end user, when connecting them again.
+    previous_provider_ref: str | None = None
 
 
 @attrs.frozen(slots=True)

@@ -77,7 +77,8 @@ class ThreddAdapter(Adapter):
                              data: CreateConsentInput) -> ConnectLink:
         body = translate.register_body(redirect_uri=data.redirect_uri,
                                        hosted_in_mobile_app=self.settings.hosted_in_mobile_app,
-                                       application_id=self.settings.application_id, customer_ref=None)
+                                       application_id=self.settings.application_id,
+                                       customer_ref=data.previous_provider_ref)
         answer = await self._call("POST", "/register", operation="create_consent", json=body)
         customer_ref, link = translate.registration(answer)
         return ConnectLink(url=link, provider_ref=customer_ref)

@@ -58,8 +58,17 @@ async def create_consent(request: web.Request) -> web.Response:
         adapter = pick_adapter(state, caller, provider=body.provider, region=None)
     request[PROVIDER] = adapter.provider_id
     require_capability(adapter, "create_consent")
+    previous_ref = None
+    if body.previous_consent_id is not None:
+        previous = await state.store.get_consent(caller.tenant, body.previous_consent_id)
+        if previous is None or previous.provider != adapter.provider_id:
+            raise ValidationFailed("previous_consent_id: no such consent with this provider", errors=[
+                {"location": "body", "field": "previous_consent_id",
+                 "message": f"no consent of yours with {adapter.provider_id} has this id"}])
+        previous_ref = previous.provider_ref
     data = CreateConsentInput(redirect_uri=body.redirect_uri, institution_id=body.institution_id,
-                              permissions=body.permissions, language=body.language)
+                              permissions=body.permissions, language=body.language,
+                              previous_provider_ref=previous_ref)
     adapter.validate_consent(data, customer)
     now = utcnow()
     record = ConsentRecord(

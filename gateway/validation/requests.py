@@ -93,6 +93,8 @@ class CreateConsentRequest:
     permissions: tuple[str, ...] = attrs.field(default=PERMISSIONS, validator=_permissions)
     language: str | None = attrs.field(default=None, validator=_optional(_matches(re.compile(r"^[a-z]{2}(-[A-Z]{2})?$"),
                                                                                  "a language tag such as en or en-US")))
+    # Connect the same end user again (e.g. after reauthentication_required) under a new consent.
+    previous_consent_id: str | None = attrs.field(default=None, validator=_optional(_length(4, 64)))
 
 
 @attrs.frozen

@@ -193,3 +193,23 @@ async def test_webhook_secret_and_client_id_never_logged(gateway, capsys) -> Non
     assert out
     for secret in ("sandbox-thredd-webhook-secret", "sandbox-thredd-client"):
         assert secret not in out
+
+
+async def test_reconnect_the_same_end_user(gateway) -> None:  # type: ignore[no-untyped-def]
+    sandbox = sandbox_of(gateway, "thredd")
+    first = await _consent(gateway)
+    await play_end_user(first["authorisation_url"])
+    await sandbox.wait_webhooks_idle()
+    await sandbox.send_event(first["provider_ref"], "invalidCredentials")
+    resp = await gateway.post("/v1/consents", json={"provider": "thredd", "redirect_uri": "https://app.example.com/cb",
+                                                    "previous_consent_id": first["id"]}, headers=DEV)
+    assert resp.status == 201, await resp.text()
+    again = await resp.json()
+    register = sandbox.calls.matching(method="POST", path_regex=r"/register$")[-1]
+    import orjson
+
+    assert orjson.loads(register.body)["openbanking_customer_id"] == first["provider_ref"]
+    assert again["provider_ref"] == first["provider_ref"]
+    other = await gateway.post("/v1/consents", json={"provider": "thredd", "redirect_uri": "https://a.example/cb",
+                                                     "previous_consent_id": "con_unknown1"}, headers=DEV)
+    assert other.status == 422 and (await other.json())["errors"][0]["field"] == "previous_consent_id"
