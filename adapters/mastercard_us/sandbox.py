@@ -27,7 +27,9 @@ from adapters.mastercard_us.sandbox_handlers import (
     CONNECT_SIM, ROUTES, SANDBOX, FinicityError, invalid_field, json_response,
 )
 from adapters.mastercard_us.sandbox_world import World
-from adapters.sandbox_kit import CallLog, FaultInjector, OpenAPISpec, Operation, Problem, SandboxServer, build_app
+from adapters.sandbox_kit import (
+    CallLog, FaultInjector, OpenAPISpec, Operation, Problem, SandboxServer, SimulatorBase, build_app,
+)
 from adapters.sandbox_kit.calllog import is_control_path
 
 SPEC_PATH = Path(__file__).with_name("upstream-openapi.yaml")
@@ -49,7 +51,7 @@ _STATUS_ERRORS = {
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 
-class MastercardUSSandbox:
+class MastercardUSSandbox(SimulatorBase):
     def __init__(self, *, partner_id: str = "1445585709680", partner_secret: str = "sandbox-partner-secret",
                  app_key: str = "sandbox-app-key", token_ttl: float = 7200.0, seed: int = 7,
                  now: Callable[[], datetime] | None = None) -> None:
@@ -72,28 +74,13 @@ class MastercardUSSandbox:
         self._server: SandboxServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------------
-    def app(self) -> web.Application:
-        if self._app is None:
-            app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate],
-                            actions={"expire_tokens": self.expire_tokens, "reset_lockout": self.reset_lockout})
-            app[SANDBOX] = self
-            for method, template, handler in ROUTES:
-                app.router.add_route(method, template, handler)
-            self._app = app
-        return self._app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        if self._server is not None:
-            raise RuntimeError("the sandbox is already running at " + str(self.base_url))
-        self._server = SandboxServer(self.app())
-        self.base_url = await self._server.start(host, port)
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.stop()
-        self._server = None
-        self.base_url = None
+    def _build_app(self) -> web.Application:
+        app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate],
+                        actions={"expire_tokens": self.expire_tokens, "reset_lockout": self.reset_lockout})
+        app[SANDBOX] = self
+        for method, template, handler in ROUTES:
+            app.router.add_route(method, template, handler)
+        return app
 
     # --- test controls ---------------------------------------------------------------------------------------
     def expire_tokens(self) -> None:

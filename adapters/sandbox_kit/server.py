@@ -116,3 +116,36 @@ class SandboxServer:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+class SimulatorBase:
+    """What every simulator shares: build its app once, serve it on a local port, stop it.
+
+    Subclasses set `self._app = None`, `self._server = None`, `self.base_url = None` in __init__ and build their
+    routes in `_build_app()`.
+    """
+
+    _app: web.Application | None
+    _server: SandboxServer | None
+    base_url: str | None
+
+    def _build_app(self) -> web.Application:
+        raise NotImplementedError
+
+    def app(self) -> web.Application:
+        if self._app is None:
+            self._app = self._build_app()
+        return self._app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if self._server is not None:
+            raise RuntimeError("the sandbox is already running at " + str(self.base_url))
+        self._server = SandboxServer(self.app())
+        self.base_url = await self._server.start(host, port)
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+        self._server = None
+        self.base_url = None

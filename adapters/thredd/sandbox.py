@@ -40,7 +40,7 @@ import orjson
 from aiohttp import web
 
 from adapters.mastercard_us.sandbox_data import INSTITUTIONS
-from adapters.sandbox_kit import CallLog, FaultInjector, SandboxServer, build_app
+from adapters.sandbox_kit import CallLog, FaultInjector, SandboxServer, SimulatorBase, build_app
 from adapters.sandbox_kit.calllog import is_control_path
 from adapters.thredd.sandbox_data import (
     DEFAULT_INSTITUTION, FIRST_NEW_ACCOUNT, FIRST_NEW_CUSTOMER, FIRST_NEW_LOGIN, SEEDED_CUSTOMERS, ThreddAccount,
@@ -93,7 +93,7 @@ class Link:
     used: bool = False
 
 
-class ThreddSandbox:
+class ThreddSandbox(SimulatorBase):
     def __init__(self, *, client_id: str = "sandbox-thredd-client", partner_id: str | None = "thredd-partner-1",
                  application_id: str = "sandbox-app-001", webhook_url: str | None = None,
                  webhook_secret: str = "sandbox-thredd-webhook-secret", seed: int = 11,
@@ -130,36 +130,24 @@ class ThreddSandbox:
                                                   first_account_id=seeded.first_account_id, created=created)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
-    def app(self) -> web.Application:
-        if self._app is None:
-            app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate],
-                            actions={"expire_credentials": self.expire_credentials,
-                                     "wait_webhooks_idle": self.wait_webhooks_idle})
-            app[SANDBOX] = self
-            app.router.add_post(API + "/register", _register)
-            app.router.add_get(API + "/customers/{customer_id}/accounts", _list_accounts)
-            app.router.add_get(API + "/customers/{customer_id}/accounts/{account_id}/details", _account_details)
-            app.router.add_get(CONNECT_SIM + "{link_id}", _connect_page)
-            app.router.add_post(CONNECT_SIM + "{link_id}", _connect_complete)
-            self._app = app
-        return self._app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        if self._server is not None:
-            raise RuntimeError("the sandbox is already running at " + str(self.base_url))
-        self._server = SandboxServer(self.app())
-        self.base_url = await self._server.start(host, port)
-        return self.base_url
+    def _build_app(self) -> web.Application:
+        app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate],
+                        actions={"expire_credentials": self.expire_credentials,
+                                 "wait_webhooks_idle": self.wait_webhooks_idle})
+        app[SANDBOX] = self
+        app.router.add_post(API + "/register", _register)
+        app.router.add_get(API + "/customers/{customer_id}/accounts", _list_accounts)
+        app.router.add_get(API + "/customers/{customer_id}/accounts/{account_id}/details", _account_details)
+        app.router.add_get(CONNECT_SIM + "{link_id}", _connect_page)
+        app.router.add_post(CONNECT_SIM + "{link_id}", _connect_complete)
+        return app
 
     async def stop(self) -> None:
         for task in list(self._webhook_tasks):
             task.cancel()
         if self._webhook_tasks:
             await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.stop()
-        self._server = None
-        self.base_url = None
+        await super().stop()
 
     # --- state and test controls -----------------------------------------------------------------------------
     @property

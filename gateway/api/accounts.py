@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Awaitable, TypeVar
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from gateway.validation import query as q
 from gateway.validation.access import Caller, require_capability, require_scope
 
 MAX_TRANSACTION_WINDOW = timedelta(days=731)
+T = TypeVar("T")
 
 
 def require_active(consent: ConsentRecord, permission: str | None = None) -> None:
@@ -31,12 +33,17 @@ def require_active(consent: ConsentRecord, permission: str | None = None) -> Non
         raise ConsentNotActive(f"consent {consent.id} does not include the permission {permission!r}")
 
 
-async def ended_upstream(request: web.Request, consent: ConsentRecord, exc: ConsentEndedUpstream) -> None:
-    """The provider says the consent is gone: record that (deleting what was stored from it) before answering."""
-    state = state_of(request)
-    fresh = await state.store.get_consent(consent.tenant, consent.id)
-    if fresh is not None and not fresh.status.is_final:
-        await apply_status(state, fresh, ConsentStatus(exc.consent_status), exc.detail)
+async def upstream(request: web.Request, consent: ConsentRecord, call: Awaitable[T]) -> T:
+    """Await an adapter call; if the provider says the consent is gone, record that (deleting what was stored
+    from it) before the error reaches the caller."""
+    try:
+        return await call
+    except ConsentEndedUpstream as exc:
+        state = state_of(request)
+        fresh = await state.store.get_consent(consent.tenant, consent.id)
+        if fresh is not None and not fresh.status.is_final:
+            await apply_status(state, fresh, ConsentStatus(exc.consent_status), exc.detail)
+        raise
 
 
 async def _account(request: web.Request, caller: Caller, operation: str,
@@ -74,11 +81,7 @@ async def list_accounts(request: web.Request) -> web.Response:
     if "cursor" in request.query:
         offset = int(state.cursors.decode(request.query["cursor"], caller.tenant, scope).get("offset", 0))
     customer = await state.store.get_customer(caller.tenant, consent.customer_id) if consent.customer_id else None
-    try:
-        accounts = await adapter.list_accounts(context(request, caller), consent, customer)
-    except ConsentEndedUpstream as exc:
-        await ended_upstream(request, consent, exc)
-        raise
+    accounts = await upstream(request, consent, adapter.list_accounts(context(request, caller), consent, customer))
     now = utcnow()
     plain = [to_plain(a) for a in accounts]
     known = {r.id: r.data for r in await state.store.list_accounts(caller.tenant, consent.id)}
@@ -110,14 +113,8 @@ async def get_balances(request: web.Request) -> web.Response:
     adapter, account, consent = await _account(request, caller, "get_live_balances" if live else "get_balances",
                                                "balances")
     ctx = context(request, caller)
-    try:
-        if live:
-            balances = await adapter.get_live_balances(ctx, consent, account)
-        else:
-            balances = await adapter.get_balances(ctx, consent, account)
-    except ConsentEndedUpstream as exc:
-        await ended_upstream(request, consent, exc)
-        raise
+    fetch = adapter.get_live_balances if live else adapter.get_balances
+    balances = await upstream(request, consent, fetch(ctx, consent, account))
     return json_response({"data": to_plain_list(balances), "next_cursor": None})
 
 
@@ -143,15 +140,11 @@ async def list_transactions(request: web.Request) -> web.Response:
     adapter, account, consent = await _account(request, caller, "list_transactions", "transactions")
     scope = f"txn:{account.id}:{from_date}:{to_date}:{int(include_pending)}{int(include_removed)}"
     position = state.cursors.decode(query["cursor"], caller.tenant, scope) if "cursor" in query else None
-    try:
-        page = await adapter.list_transactions(
-            context(request, caller), consent, account,
-            TransactionQuery(from_date=from_date, to_date=to_date, limit=limit, include_pending=include_pending,
-                             include_removed=include_removed, position=position),
-        )
-    except ConsentEndedUpstream as exc:
-        await ended_upstream(request, consent, exc)
-        raise
+    page = await upstream(request, consent, adapter.list_transactions(
+        context(request, caller), consent, account,
+        TransactionQuery(from_date=from_date, to_date=to_date, limit=limit, include_pending=include_pending,
+                         include_removed=include_removed, position=position),
+    ))
     next_cursor = state.cursors.encode(caller.tenant, scope, page.next_position) if page.next_position else None
     return json_response({"data": to_plain_list(page.data), "next_cursor": next_cursor})
 
@@ -160,11 +153,7 @@ async def get_details(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_scope(caller, "ais:read")
     adapter, account, consent = await _account(request, caller, "get_account_details", "details")
-    try:
-        details = await adapter.get_account_details(context(request, caller), consent, account)
-    except ConsentEndedUpstream as exc:
-        await ended_upstream(request, consent, exc)
-        raise
+    details = await upstream(request, consent, adapter.get_account_details(context(request, caller), consent, account))
     return json_response(to_plain(details))
 
 
@@ -172,9 +161,5 @@ async def get_owner(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_scope(caller, "ais:read")
     adapter, account, consent = await _account(request, caller, "get_account_owner", "owner")
-    try:
-        owner = await adapter.get_account_owner(context(request, caller), consent, account)
-    except ConsentEndedUpstream as exc:
-        await ended_upstream(request, consent, exc)
-        raise
+    owner = await upstream(request, consent, adapter.get_account_owner(context(request, caller), consent, account))
     return json_response(to_plain(owner))

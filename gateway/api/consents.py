@@ -105,12 +105,7 @@ async def get_consent(request: web.Request) -> web.Response:
 
 async def apply_status(state: GatewayState, record: ConsentRecord, status: ConsentStatus, reason: str | None) -> None:
     """Record a consent state learned upstream; a consent that ended loses everything stored from it."""
-    now = utcnow()
-    record.status = status
-    record.status_reason = reason
-    record.updated_at = now
-    if status is ConsentStatus.REVOKED:
-        record.revoked_at = now
+    record.set_status(status, reason, utcnow())
     await state.store.update_consent(record)
     if status.is_final:
         await state.store.delete_consent_data(record.tenant, record.id)
@@ -156,15 +151,10 @@ async def complete_consent(request: web.Request) -> web.Response:
     result = parse_redirect_result(body.redirect_result)
     update = await adapter.complete_consent(context(request, caller), record, customer, result)
     before = record.updated_at
-    now = utcnow()
-    record.status = update.status
-    record.status_reason = update.reason
+    record.set_status(update.status, update.reason, utcnow())
     record.provider_ref = update.provider_ref or record.provider_ref
     record.expires_at = update.expires_at or record.expires_at
     record.upstream = {**record.upstream, **update.upstream}
-    record.updated_at = now
-    if update.status is ConsentStatus.AUTHORISED:
-        record.authorised_at = now
     if not await state.store.update_consent(record, expected_updated_at=before):
         raise Conflict("the consent changed while completing; fetch it again")
     return json_response(consent_view(record))

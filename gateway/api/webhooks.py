@@ -31,14 +31,7 @@ _MAY_BECOME: dict[ConsentStatus, frozenset[ConsentStatus]] = {
 def _transition(consent: ConsentRecord, status: ConsentStatus, reason: str | None) -> ConsentRecord | None:
     if consent.status is status or consent.status not in _MAY_BECOME.get(status, frozenset()):
         return None
-    now = utcnow()
-    consent.status = status
-    consent.status_reason = reason
-    consent.updated_at = now
-    if status is ConsentStatus.AUTHORISED:
-        consent.authorised_at = now
-    elif status is ConsentStatus.REVOKED:
-        consent.revoked_at = now
+    consent.set_status(status, reason, utcnow())
     return consent
 
 

@@ -41,6 +41,16 @@ class ConsentRecord:
     # Adapter-private upstream facts (e.g. the upstream customer id), never shown to callers.
     upstream: dict[str, Any] = attrs.field(factory=dict)
 
+    def set_status(self, status: ConsentStatus, reason: str | None, now: datetime) -> None:
+        """Move to `status`, stamping when it happened (the store write is the caller's)."""
+        self.status = status
+        self.status_reason = reason
+        self.updated_at = now
+        if status is ConsentStatus.AUTHORISED:
+            self.authorised_at = now
+        elif status is ConsentStatus.REVOKED:
+            self.revoked_at = now
+
 
 @attrs.define(slots=True)
 class AccountRecord:
