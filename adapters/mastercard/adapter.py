@@ -21,7 +21,7 @@ from adapters.base import (
     InstitutionQuery,
     TransactionQuery,
 )
-from adapters.mastercard import translate
+from adapters.mastercard import bodies, translate
 from adapters.mastercard.client import MastercardClient
 from adapters.mastercard.region import US, MastercardRegion
 from gateway.errors import Conflict, NotApplicable, NotFound, ProviderBadResponse, ValidationFailed
@@ -89,7 +89,7 @@ class MastercardPlatformAdapter(Adapter):
 
     # --- validation before any upstream call -------------------------------------------------------------------
     def validate_customer(self, data: CreateCustomerInput) -> None:
-        reason = translate.validate_username(data.external_ref)
+        reason = bodies.validate_username(data.external_ref)
         if reason is not None:
             raise ValidationFailed(f"external_ref: {reason}", errors=[
                 {"location": "body", "field": "external_ref", "message": reason}])
@@ -131,7 +131,7 @@ class MastercardPlatformAdapter(Adapter):
         kind = "testing" if data.type.value == "testing" else "active"
         body = await self.client.call(
             "POST", f"/aggregation/v2/customers/{kind}", operation="create_customer",
-            json=translate.customer_body(data, self.settings.application_id),
+            json=bodies.customer_body(data, self.settings.application_id),
         )
         try:
             return CreatedCustomer(provider_ref=str(body["id"]), created_at=utc_from_epoch(body["createdDate"]))
@@ -142,7 +142,7 @@ class MastercardPlatformAdapter(Adapter):
                              data: CreateConsentInput) -> ConnectLink:
         assert customer is not None  # validate_consent guarantees it
         lite = data.institution_id is not None
-        body = translate.connect_body(
+        body = bodies.connect_body(
             partner_id=self.settings.partner_id, customer_ref=customer.provider_ref, redirect_uri=data.redirect_uri,
             webhook_url=self.settings.webhook_url, institution_id=data.institution_id, language=data.language,
             from_date_epoch=None, region=self.region,
@@ -259,7 +259,7 @@ class MastercardPlatformAdapter(Adapter):
     async def list_transactions(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord,
                                 query: TransactionQuery) -> Page[Transaction]:
         start = int((query.position or {}).get("start", 1))
-        params = translate.transactions_params(from_date=query.from_date, to_date=query.to_date, start=start,
+        params = bodies.transactions_params(from_date=query.from_date, to_date=query.to_date, start=start,
                                                limit=query.limit, include_pending=query.include_pending, sort="desc")
         path = self._account_path(consent, account, self.region.transactions_path)
         body = await self.client.call("GET", path, operation="list_transactions", params=params)

@@ -12,6 +12,8 @@ the simulator's own middlewares, and adds the control routes an out-of-process t
 """
 from __future__ import annotations
 
+import abc
+
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -118,7 +120,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class SimulatorBase:
+class SimulatorBase(abc.ABC):
     """What every simulator shares: build its app once, serve it on a local port, stop it.
 
     Subclasses set `self._app = None`, `self._server = None`, `self.base_url = None` in __init__ and build their
@@ -129,8 +131,9 @@ class SimulatorBase:
     _server: SandboxServer | None
     base_url: str | None
 
+    @abc.abstractmethod
     def _build_app(self) -> web.Application:
-        raise NotImplementedError
+        """The simulator's routes, faults and call log."""
 
     def app(self) -> web.Application:
         if self._app is None:

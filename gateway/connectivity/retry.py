@@ -22,8 +22,8 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return int(value)  # delta-seconds
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

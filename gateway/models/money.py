@@ -6,6 +6,7 @@ when that loses nothing; a value with more precision than the currency allows is
 """
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 
 import attrs
@@ -38,7 +39,7 @@ def decimal_from_float(value: float | int | str | Decimal) -> Decimal:
     if isinstance(value, bool):
         raise TypeError("a boolean is not an amount")
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError("amount is not a finite number")
         return Decimal(repr(value))
     return Decimal(value)

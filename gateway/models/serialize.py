@@ -2,7 +2,7 @@
 
 `to_plain` leaves datetimes and dates as objects and `dumps` writes them (orjson, RFC 3339 with "Z"): every
 timestamp in the models is UTC-aware, so the text is the same as formatting it by hand, at a fraction of the
-cost. Money becomes {"amount": "<decimal string>", "currency": "XXX"}, enums their values. The resources on
+cost. Money becomes {"amount": "<decimal string>", "currency": "<ISO 4217 code>"}, enums their values. The resources on
 hot paths (transactions, balances) have hand-written hooks; the rest use cattrs' generated ones.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from adapters.base import CreateCustomerInput
-from adapters.mastercard import translate
+from adapters.mastercard import bodies, translate
 from adapters.mastercard.region import AU, US, region_for
 from gateway.errors import ProviderBadResponse, ValidationFailed
 from gateway.ids import IdMinter
@@ -312,7 +312,7 @@ def test_fast_money_reader_equals_money_of(currency: str) -> None:
 
 
 def test_transactions_params_whole_days_in_utc() -> None:
-    params = translate.transactions_params(from_date=date(2024, 3, 10), to_date=date(2024, 3, 10), start=1,
+    params = bodies.transactions_params(from_date=date(2024, 3, 10), to_date=date(2024, 3, 10), start=1,
                                            limit=25, include_pending=True, sort="desc")
     assert params == {"fromDate": "1710028800", "toDate": "1710115199", "start": "1", "limit": "25", "sort": "desc",
                       "includePending": "true"}
@@ -325,7 +325,7 @@ def test_transactions_params_whole_days_in_utc() -> None:
     (date(2023, 12, 31), date(2024, 1, 1)),
 ])
 def test_transactions_params_across_dst_changes(start_day: date, end_day: date) -> None:
-    params = translate.transactions_params(from_date=start_day, to_date=end_day, start=26, limit=1000,
+    params = bodies.transactions_params(from_date=start_day, to_date=end_day, start=26, limit=1000,
                                            include_pending=False, sort="asc")
     start, end = int(params["fromDate"]), int(params["toDate"])
     assert start == calendar.timegm(start_day.timetuple())
@@ -345,7 +345,7 @@ def test_transactions_params_refuses_what_the_spec_does_not_allow(kwargs: dict) 
     args = {"from_date": date(2024, 1, 1), "to_date": date(2024, 1, 2), "start": 1, "limit": 25,
             "include_pending": False, "sort": "desc", **kwargs}
     with pytest.raises(ValueError):
-        translate.transactions_params(**args)
+        bodies.transactions_params(**args)
 
 
 # --- accounts -----------------------------------------------------------------------------------------------------
@@ -615,34 +615,34 @@ def test_unreadable_institutions_are_a_bad_response(body: object) -> None:
 @pytest.mark.parametrize("value", ["customerusername1", "abcdef", "a!@.#$%&*_-+", "user@example.com", "x" * 255,
                                    "User-4711_ok"])
 def test_username_accepted(value: str) -> None:
-    assert translate.validate_username(value) is None
-    assert translate.USERNAME_RE.fullmatch(value)
+    assert bodies.validate_username(value) is None
+    assert bodies.USERNAME_RE.fullmatch(value)
 
 
 @pytest.mark.parametrize("value", ["abcde", "x" * 256, "has space", "émilie1", "abcdef\n", "abc/def", "abc^def",
                                    "", "user4711?", None, 123456])
 def test_username_refused_with_a_reason(value: object) -> None:
-    reason = translate.validate_username(value)
+    reason = bodies.validate_username(value)
     assert isinstance(reason, str) and reason
 
 
 def test_customer_body_sends_only_spec_fields() -> None:
     data = CreateCustomerInput(external_ref="user-4711", type=CustomerType.TESTING, first_name="John",
                                last_name="Smith", email="john@example.com", phone="+1 (801) 984-4200")
-    body = translate.customer_body(data, "00278431-b712-4f30-a044-b611f25e533d")
+    body = bodies.customer_body(data, "00278431-b712-4f30-a044-b611f25e533d")
     assert set(body) <= NEW_CUSTOMER_KEYS
     assert body == {"username": "user-4711", "firstName": "John", "lastName": "Smith", "email": "john@example.com",
                     "phone": "+1801984-4200", "applicationId": "00278431-b712-4f30-a044-b611f25e533d"}
-    minimal = translate.customer_body(CreateCustomerInput(external_ref="user-4711", type=CustomerType.ACTIVE), None)
+    minimal = bodies.customer_body(CreateCustomerInput(external_ref="user-4711", type=CustomerType.ACTIVE), None)
     assert minimal == {"username": "user-4711"}
 
 
 def test_customer_body_refuses_what_the_platform_would() -> None:
     with pytest.raises(ValidationFailed) as caught:
-        translate.customer_body(CreateCustomerInput(external_ref="bad ref", type=CustomerType.TESTING), None)
+        bodies.customer_body(CreateCustomerInput(external_ref="bad ref", type=CustomerType.TESTING), None)
     assert caught.value.errors[0]["field"] == "external_ref"
     with pytest.raises(ValidationFailed) as caught:
-        translate.customer_body(CreateCustomerInput(external_ref="user-4711", type=CustomerType.TESTING,
+        bodies.customer_body(CreateCustomerInput(external_ref="user-4711", type=CustomerType.TESTING,
                                                     phone="+44 20 7946 0958 123"), None)
     assert caught.value.errors[0]["field"] == "phone"
 
@@ -651,7 +651,7 @@ def _connect(**kw: object) -> dict:
     args: dict = {"partner_id": "1234583871234", "customer_ref": "1005061234",
                   "redirect_uri": "https://app.example.com/callback", "webhook_url": "https://gw.example.com/hooks",
                   "institution_id": None, "language": None, "from_date_epoch": None, **kw}
-    return translate.connect_body(**args)
+    return bodies.connect_body(**args)
 
 
 def test_connect_full_body() -> None:
@@ -697,7 +697,7 @@ def test_connect_from_date_must_be_ten_digits(epoch: int) -> None:
 def test_json_ready_request_bodies() -> None:
     # bodies go to orjson as they are
     orjson.dumps(_connect(institution_id="4222"))
-    orjson.dumps(translate.customer_body(CreateCustomerInput(external_ref="user-4711", type=CustomerType.TESTING),
+    orjson.dumps(bodies.customer_body(CreateCustomerInput(external_ref="user-4711", type=CustomerType.TESTING),
                                          None))
 
 
