@@ -30,13 +30,27 @@ def _money(m: Money) -> dict[str, str]:
     return {"amount": decimal_text(m.amount), "currency": m.currency}
 
 
-def _transaction(t: Transaction) -> dict[str, Any]:
+def _transaction(t: Transaction, amount: dict[str, str] | None = None) -> dict[str, Any]:
     return {
-        "id": t.id, "account_id": t.account_id, "provider_ref": t.provider_ref, "amount": _money(t.amount),
+        "id": t.id, "account_id": t.account_id, "provider_ref": t.provider_ref,
+        "amount": _money(t.amount) if amount is None else amount,
         "status": t.status.value, "description": t.description, "booked_at": t.booked_at,
         "transaction_date": t.transaction_date, "category": t.category, "memo": t.memo,
         "check_number": t.check_number,
     }
+
+
+def _transactions(items: Sequence[Transaction]) -> list[dict[str, Any]]:
+    """A page of transactions: amounts repeat (the translation shares Money objects), so each is rendered once."""
+    amounts: dict[int, dict[str, str]] = {}
+    out = []
+    for t in items:
+        m = t.amount
+        amount = amounts.get(id(m))
+        if amount is None:
+            amount = amounts[id(m)] = _money(m)
+        out.append(_transaction(t, amount))
+    return out
 
 
 def _balance(b: Balance) -> dict[str, Any]:
@@ -59,7 +73,10 @@ def to_plain_list(items: Sequence[Any]) -> list[Any]:
     """Many objects of one type: the hook is looked up once, not per item."""
     if not items:
         return []
-    hook = converter.get_unstructure_hook(type(items[0]))
+    kind = type(items[0])
+    if kind is Transaction and all(type(i) is Transaction for i in items):
+        return _transactions(items)
+    hook = converter.get_unstructure_hook(kind)
     return [hook(item) for item in items]
 
 
