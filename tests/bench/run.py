@@ -22,6 +22,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from tests.bench import loadgen, payloads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,9 +103,11 @@ class RssSampler(threading.Thread):
 
 
 def translation_throughput(seconds: float = 3.0) -> dict[str, float]:
-    """Upstream bytes in, canonical JSON bytes out, in this process on one core."""
-    import orjson
+    """Upstream bytes in, canonical JSON bytes out, in this process on one core.
 
+    Counted against the CPU time this process used (time.process_time), which is what "per core" means: time the
+    virtual machine spends running something else is not charged to the translation. Wall-clock rate is kept too.
+    """
     from adapters.mastercard import translate
     from adapters.mastercard.region import US
     from gateway.ids import IdMinter
@@ -112,14 +116,14 @@ def translation_throughput(seconds: float = 3.0) -> dict[str, float]:
     body = payloads.transactions_page(50)
     ids = IdMinter(b"k" * 32, "tenant", "con_bench")  # one consent; transaction ids are tagged per account
     count = 0
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
         page = translate.transactions(orjson.loads(body), region=US, account_id="acc_x", ids=ids,
                                       include_pending=True, include_removed=False)
         dumps({"data": to_plain_list(page.items), "next_cursor": None})
         count += len(page.items)
-    elapsed = time.perf_counter() - started
-    return {"transactions_per_second": count / elapsed}
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"transactions_per_second": count / cpu, "transactions_per_wall_second": count / wall}
 
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -221,7 +225,8 @@ def print_table(results: dict[str, Any], translation: dict[str, float], peak_mb:
                          f"{x['errors']:>8}")
         lines.append(f"{'':<17}{'ratio':<11}{s['throughput_ratio']:>11.2f}{s['added_p50_ms']:>+8.3f}ms"
                      f"{s['added_p99_ms']:>+8.3f}ms")
-    lines += ["", f"translation only: {translation['transactions_per_second']:,.0f} transactions/s on one core",
+    lines += ["", f"translation only: {translation['transactions_per_second']:,.0f} transactions per CPU-second "
+                  f"({translation['transactions_per_wall_second']:,.0f}/s by the wall clock)",
               f"gateway peak RSS: {peak_mb:.1f} MB", ""]
     checks = [
         ("throughput on the 50-transaction page >= 0.5 of reference",
