@@ -92,7 +92,6 @@ class CreateConsentInput:
     institution_id: str | None = None
     permissions: tuple[str, ...] = ()
     language: str | None = None
-    webhook_url: str | None = None
     # The upstream reference of an earlier consent of the same end user, when connecting them again.
     previous_provider_ref: str | None = None
 
@@ -140,8 +139,6 @@ class Adapter:
     provider_id: ClassVar[str]
     regions: ClassVar[frozenset[str]]
     capabilities: ClassVar[frozenset[str]]
-    # The customer types and currencies this provider deals in, for the validation layer.
-    customer_types: ClassVar[frozenset[CustomerType]] = frozenset(CustomerType)
 
     # The attrs class the adapter's provider-specific config keys are structured into.
     settings_type: ClassVar[type]

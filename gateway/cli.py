@@ -66,6 +66,17 @@ def _providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hash_key(args: argparse.Namespace) -> int:
+    from gateway.config import hash_api_key
+
+    key = sys.stdin.readline().strip()
+    if len(key) < 24:
+        print("give the API key on standard input (at least 24 characters)", file=sys.stderr)
+        return 2
+    print(hash_api_key(key))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="The multi-region open-banking gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
     prov = sub.add_parser("providers", help="print the capability matrix")
     prov.set_defaults(func=_providers)
+    hashing = sub.add_parser("hash-key", help="print the SHA-256 of an API key read from standard input, "
+                                              "for a caller's key_sha256")
+    hashing.set_defaults(func=_hash_key)
     return parser
 
 

@@ -157,10 +157,6 @@ class GatewayRequestRejected(GatewayError):
     status, code, title, source = 502, "upstream_request_rejected", "The provider rejected the gateway's request", "gateway"
 
 
-class NotReady(GatewayError):
-    status, code, title, source, retryable = 503, "not_ready", "The gateway is starting or stopping", "gateway", True
-
-
 # --- the provider's ---------------------------------------------------------------------------------------------------
 class ProviderError(GatewayError):
     source = "provider"

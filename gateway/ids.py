@@ -25,9 +25,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_b32(secrets.token_bytes(15))}"
 
 
-def has_prefix(value: str, prefix: str) -> bool:
-    return isinstance(value, str) and value.startswith(prefix + "_") and 8 <= len(value) <= 64
-
 
 class IdMinter:
     """Derives stable ids for upstream objects, scoped to one tenant and one consent."""

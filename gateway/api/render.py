@@ -7,15 +7,12 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.models.serialize import dumps, to_plain
+from gateway.models.serialize import dumps
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=dumps(data), status=status, content_type="application/json", headers=headers)
 
-
-def resource(obj: Any, status: int = 200) -> web.Response:
-    return json_response(to_plain(obj), status=status)
 
 
 def problem_response(error: GatewayError, request_id: str | None) -> web.Response:

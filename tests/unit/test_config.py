@@ -121,6 +121,18 @@ def test_check_config_cli_reports_and_fails(tmp_path: Path) -> None:
     assert "server.port" in failed.stdout
 
 
+def test_cli_hash_key() -> None:
+    import hashlib
+
+    key = "a-new-key-for-a-product-team-0123"
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "hash-key"], input=key + "\n", capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == hashlib.sha256(key.encode()).hexdigest()
+    short = subprocess.run([sys.executable, "-m", "gateway.cli", "hash-key"], input="short\n", capture_output=True,
+                           text=True, cwd=ROOT, timeout=60)
+    assert short.returncode == 2
+
+
 def test_cli_help_and_providers() -> None:
     help_out = _cli("--help")
     assert help_out.returncode == 0
