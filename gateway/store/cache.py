@@ -1,13 +1,16 @@
-"""A short-lived read cache in front of a store, for the lookup every account call makes.
+"""A short-lived read cache in front of a store, for the lookups every call makes.
 
-`get_account` (account and consent in one read) runs on every data call; this keeps its answer for
-`ttl` seconds. Any write through this process clears the cache at once, so a revocation here is seen here
-immediately; another replica sees it within `ttl` (keep it short). Cached records are shared: callers must
-treat what `get_account` returns as read-only (handlers that change a consent load it with `get_consent`).
+Account (with its consent), consent, customer and a consent's account list are kept for `ttl` seconds. Any
+write through this process clears the cache at once, so a revocation here is seen here immediately; another
+replica sees it within `ttl` (keep it short; writes that race use the store's compare-and-set). Records from
+`get_account` and `list_accounts` are shared and must be treated as read-only; `get_consent` and `get_customer`
+hand out copies, since handlers change the consent they load.
 """
 from __future__ import annotations
 
 import time
+
+import attrs
 from datetime import datetime
 from typing import Any, Callable
 
@@ -22,13 +25,24 @@ class CachedStore(Store):
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
-        self._accounts: dict[tuple[str, str], tuple[float, tuple[AccountRecord, ConsentRecord] | None]] = {}
+        self._entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # backend extras (e.g. the SQLite read connection tests inspect)
 
     def invalidate(self) -> None:
-        self._accounts.clear()
+        self._entries.clear()
+
+    async def _cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
+        now = self._clock()
+        hit = self._entries.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        value = await load()
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (now, value)
+        return value
 
     async def open(self) -> None:
         await self.inner.open()
@@ -41,19 +55,28 @@ class CachedStore(Store):
         return await self.inner.ping()
 
     async def insert_customer(self, record: CustomerRecord) -> None:
-        await self.inner.insert_customer(record)
+        try:
+            await self.inner.insert_customer(record)
+        finally:
+            self.invalidate()
 
     async def get_customer(self, tenant: str, customer_id: str) -> CustomerRecord | None:
-        return await self.inner.get_customer(tenant, customer_id)
+        found = await self._cached(("customer", tenant, customer_id),
+                                   lambda: self.inner.get_customer(tenant, customer_id))
+        return attrs.evolve(found) if found is not None else None
 
     async def find_customer(self, tenant: str, provider: str, external_ref: str) -> CustomerRecord | None:
         return await self.inner.find_customer(tenant, provider, external_ref)
 
     async def insert_consent(self, record: ConsentRecord) -> None:
-        await self.inner.insert_consent(record)
+        try:
+            await self.inner.insert_consent(record)
+        finally:
+            self.invalidate()
 
     async def get_consent(self, tenant: str, consent_id: str) -> ConsentRecord | None:
-        return await self.inner.get_consent(tenant, consent_id)
+        found = await self._cached(("consent", tenant, consent_id), lambda: self.inner.get_consent(tenant, consent_id))
+        return attrs.evolve(found, upstream=dict(found.upstream)) if found is not None else None
 
     async def update_consent(self, record: ConsentRecord, *, expected_updated_at: datetime | None = None) -> bool:
         self.invalidate()
@@ -73,19 +96,14 @@ class CachedStore(Store):
             self.invalidate()
 
     async def get_account(self, tenant: str, account_id: str) -> tuple[AccountRecord, ConsentRecord] | None:
-        key = (tenant, account_id)
-        now = self._clock()
-        hit = self._accounts.get(key)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        found = await self.inner.get_account(tenant, account_id)
-        if len(self._accounts) >= self.max_entries:
-            self._accounts.clear()
-        self._accounts[key] = (now, found)
-        return found
+        result: tuple[AccountRecord, ConsentRecord] | None = await self._cached(
+            ("account", tenant, account_id), lambda: self.inner.get_account(tenant, account_id))
+        return result
 
     async def list_accounts(self, tenant: str, consent_id: str) -> list[AccountRecord]:
-        return await self.inner.list_accounts(tenant, consent_id)
+        result: list[AccountRecord] = await self._cached(("accounts", tenant, consent_id),
+                                                         lambda: self.inner.list_accounts(tenant, consent_id))
+        return result
 
     async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
         self.invalidate()

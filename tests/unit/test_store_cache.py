@@ -46,3 +46,24 @@ async def test_cache_hits_expires_and_clears_on_write(tmp_path: Path) -> None:
         assert await store.get_account("other-tenant", "acc_1") is None
     finally:
         await store.close()
+
+
+async def test_cached_consents_are_copies(tmp_path: Path) -> None:
+    store = CachedStore(SQLiteStore(f"sqlite:///{tmp_path}/s.db"), ttl=60.0)
+    await store.open()
+    try:
+        now = utcnow()
+        await store.insert_consent(ConsentRecord(id="con_1", tenant="t", provider="p", customer_id=None,
+                                                 status=ConsentStatus.AWAITING_AUTHORISATION, created_at=now,
+                                                 updated_at=now, upstream={"customer_ref": "1"}))
+        first = await store.get_consent("t", "con_1")
+        first.status = ConsentStatus.REVOKED  # a handler changing its copy ...
+        first.upstream["customer_ref"] = "2"
+        again = await store.get_consent("t", "con_1")
+        assert again.status is ConsentStatus.AWAITING_AUTHORISATION  # ... changes nothing cached
+        assert again.upstream == {"customer_ref": "1"}
+        assert await store.get_consent("t", "con_missing") is None
+        await store.insert_consent(attrs.evolve(again, id="con_missing"))
+        assert await store.get_consent("t", "con_missing") is not None  # an insert clears a cached miss
+    finally:
+        await store.close()
