@@ -21,9 +21,9 @@ from adapters.base import (
     InstitutionQuery,
     TransactionQuery,
 )
-from adapters.mastercard import bodies, translate
+from adapters.mastercard import bodies, details, translate
 from adapters.mastercard.client import MastercardClient
-from adapters.mastercard.region import US, MastercardRegion
+from adapters.mastercard.region import MastercardRegion
 from gateway.errors import Conflict, NotApplicable, NotFound, ProviderBadResponse, ValidationFailed
 from gateway.models import (
     Account,
@@ -273,10 +273,10 @@ class MastercardPlatformAdapter(Adapter):
         self._deposit_only(account, "payment coordinates")
         body = await self.client.call("GET", self._account_path(consent, account, self.region.details_path),
                                       operation="get_account_details")
-        return translate.payment_coordinates(body, region=self.region, account_id=account.id)
+        return details.payment_coordinates(body, region=self.region, account_id=account.id)
 
     async def get_account_owner(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Owner:
         body = await self.client.call("GET", self._account_path(
             consent, account, "/aggregation/v3/customers/{customer}/accounts/{account}/owner"),
                                       operation="get_account_owner")
-        return translate.owner(body, account_id=account.id)
+        return details.owner(body, account_id=account.id)

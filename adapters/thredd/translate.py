@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from adapters.base import InboundEvent
+from adapters.mastercard import details as finicity_details
 from adapters.mastercard import translate as finicity
 from adapters.mastercard.region import MastercardRegion
 from gateway.errors import (
@@ -85,7 +86,7 @@ def accounts(body: Any, *, consent_id: str, ids: IdMinter) -> list[Account]:
 
 
 def details(body: Any, *, account_id: str) -> AccountDetails:
-    return finicity.payment_coordinates(body, region=SHAPES, account_id=account_id)
+    return finicity_details.payment_coordinates(body, region=SHAPES, account_id=account_id)
 
 
 def error_from_response(status: int, body: bytes, *, retry_after: float | None = None) -> GatewayError:

@@ -5,7 +5,7 @@ import json
 import re
 
 from tests.conftest import DEV, DEV_KEY, OTHER, READONLY, sandbox_of, state_of
-from tests.flows import authorised_consent, create_customer, first_account
+from tests.flows import authorised_consent, first_account
 
 
 async def test_missing_or_wrong_key_is_401(gateway) -> None:  # type: ignore[no-untyped-def]

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from adapters.mastercard.translate import is_valid_aba
-from gateway.api.app import create_app
+from adapters.mastercard.details import is_valid_aba
 from tests.conftest import DEV, count_rows, sandbox_of, serve, state_of
 from tests.flows import play_end_user
 

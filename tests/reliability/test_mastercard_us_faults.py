@@ -7,7 +7,7 @@ import pytest
 
 from gateway.api.app import create_app
 from tests.conftest import DEV, count_rows, sandbox_of, state_of
-from tests.flows import authorised_consent, create_customer, first_account
+from tests.flows import authorised_consent, first_account
 
 FAST = {"adapters": {"mastercard-us": {
     "timeouts": {"connect": 0.5, "total": 0.5},

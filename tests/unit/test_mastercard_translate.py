@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from adapters.base import CreateCustomerInput
-from adapters.mastercard import bodies, translate
+from adapters.mastercard import bodies, details, translate
 from adapters.mastercard.region import AU, US, region_for
 from gateway.errors import ProviderBadResponse, ValidationFailed
 from gateway.ids import IdMinter
@@ -477,31 +477,31 @@ def test_unreadable_balance_is_a_bad_response(body: object) -> None:
 # --- payment coordinates ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("routing", ["091000019", "011000015", "021000021", "121000358", "026009593"])
 def test_aba_valid(routing: str) -> None:
-    assert translate.is_valid_aba(routing)
+    assert details.is_valid_aba(routing)
 
 
 @pytest.mark.parametrize("routing", ["123456789", "091000018", "12345678", "0910000190", "09100001a", "",
                                      " 091000019", "٠٩١٠٠٠٠١٩", None, 91000019])
 def test_aba_invalid(routing: object) -> None:
-    assert not translate.is_valid_aba(routing)  # type: ignore[arg-type]
+    assert not details.is_valid_aba(routing)  # type: ignore[arg-type]
 
 
 def test_us_ach_details() -> None:
-    details = translate.payment_coordinates({"routingNumber": "091000019", "realAccountNumber": "002345678901"},
+    result = details.payment_coordinates({"routingNumber": "091000019", "realAccountNumber": "002345678901"},
                                             region=US, account_id="acc_1")
-    assert details.account_id == "acc_1"
-    assert details.coordinates == (PaymentCoordinates(scheme="us_ach", account_number="002345678901",
+    assert result.account_id == "acc_1"
+    assert result.coordinates == (PaymentCoordinates(scheme="us_ach", account_number="002345678901",
                                                       routing_number="091000019"),)
 
 
 def test_spec_ach_example_fails_the_checksum_and_is_not_passed_on() -> None:
     with pytest.raises(ProviderBadResponse, match="ABA"):
-        translate.payment_coordinates(SPEC_ACH_DETAILS, region=US, account_id="acc_1")
+        details.payment_coordinates(SPEC_ACH_DETAILS, region=US, account_id="acc_1")
 
 
 def test_us_v3_payment_instructions_keep_ach() -> None:
-    details = translate.payment_coordinates(SPEC_ACH_DETAILS_V3, region=US, account_id="acc_1")
-    assert details.coordinates == (PaymentCoordinates(scheme="us_ach", account_number="1000001111",
+    result = details.payment_coordinates(SPEC_ACH_DETAILS_V3, region=US, account_id="acc_1")
+    assert result.coordinates == (PaymentCoordinates(scheme="us_ach", account_number="1000001111",
                                                       routing_number="091000019"),)
 
 
@@ -509,14 +509,14 @@ def test_us_v3_with_a_bad_routing_number() -> None:
     body = copy.deepcopy(SPEC_ACH_DETAILS_V3)
     body["paymentInstruction"][0]["descriptors"][0]["value"] = "2434345"  # the spec's descriptor example
     with pytest.raises(ProviderBadResponse):
-        translate.payment_coordinates(body, region=US, account_id="acc_1")
+        details.payment_coordinates(body, region=US, account_id="acc_1")
 
 
 def test_au_bsb_details() -> None:
-    details = translate.payment_coordinates(AU_DETAILS, region=AU, account_id="acc_1")
-    assert details.coordinates == (PaymentCoordinates(scheme="au_bsb", account_number="002343534556", bsb="033-547"),)
+    result = details.payment_coordinates(AU_DETAILS, region=AU, account_id="acc_1")
+    assert result.coordinates == (PaymentCoordinates(scheme="au_bsb", account_number="002343534556", bsb="033-547"),)
     singular = {"paymentInstruction": AU_DETAILS["paymentInstructions"]}
-    assert translate.payment_coordinates(singular, region=AU, account_id="acc_1") == details
+    assert details.payment_coordinates(singular, region=AU, account_id="acc_1") == result
 
 
 @pytest.mark.parametrize("bsb", ["033547", "03-3547", "033-5470", "033 547", "abc-def", "", None, "٠٣٣-٥٤٧"])
@@ -524,7 +524,7 @@ def test_au_bsb_format_is_checked(bsb: object) -> None:
     body = copy.deepcopy(AU_DETAILS)
     body["paymentInstructions"][0]["descriptors"][0]["value"] = bsb
     with pytest.raises(ProviderBadResponse):
-        translate.payment_coordinates(body, region=AU, account_id="acc_1")
+        details.payment_coordinates(body, region=AU, account_id="acc_1")
 
 
 @pytest.mark.parametrize(("region", "body"), [
@@ -537,12 +537,12 @@ def test_au_bsb_format_is_checked(bsb: object) -> None:
 ])
 def test_missing_or_unreadable_details_are_a_bad_response(region, body) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ProviderBadResponse):
-        translate.payment_coordinates(body, region=region, account_id="acc_1")
+        details.payment_coordinates(body, region=region, account_id="acc_1")
 
 
 # --- owner --------------------------------------------------------------------------------------------------------
 def test_spec_owner_v3() -> None:
-    result = translate.owner(SPEC_OWNER_V3, account_id="acc_1")
+    result = details.owner(SPEC_OWNER_V3, account_id="acc_1")
     assert result.account_id == "acc_1"
     assert result.names == ("John Smith, PhD",)
     assert result.addresses == (PostalAddress(lines=("434 W Ascension Way", "Suite #200", "UT 84123"), city="Murray",
@@ -556,18 +556,18 @@ def test_owner_v3_several_holders_deduplicated() -> None:
     second = {"firstName": "Jane", "lastName": "Smith", "nameClassification": "person",
               "addresses": [{"ownerAddress": "1 Main St Springfield"}, SPEC_OWNER_V3["holders"][0]["addresses"][0]],
               "emails": [{"email": "myname@mycompany.com"}, {"email": "jane@example.com"}], "phones": []}
-    result = translate.owner({"holders": [SPEC_OWNER_V3["holders"][0], second]}, account_id="a")
+    result = details.owner({"holders": [SPEC_OWNER_V3["holders"][0], second]}, account_id="a")
     assert result.names == ("John Smith, PhD", "Jane Smith")
     assert len(result.addresses) == 2 and result.addresses[1].lines == ("1 Main St Springfield",)
     assert result.emails == ("myname@mycompany.com", "jane@example.com")
 
 
 def test_owner_v3_without_holders() -> None:
-    assert translate.owner({"holders": []}, account_id="a").names == ()
+    assert details.owner({"holders": []}, account_id="a").names == ()
 
 
 def test_spec_owner_v1() -> None:
-    result = translate.owner(SPEC_OWNER_V1, account_id="acc_1")
+    result = details.owner(SPEC_OWNER_V1, account_id="acc_1")
     assert result.names == ("John Smith",)
     assert result.addresses == (PostalAddress(lines=("434 W Ascension Way Suite #200 Murray UT 84123",)),)
     assert (result.emails, result.phones) == ((), ())
@@ -576,7 +576,7 @@ def test_spec_owner_v1() -> None:
 @pytest.mark.parametrize("body", [None, [], {}, {"ownerName": ""}, {"holders": "John"}])
 def test_unreadable_owner_is_a_bad_response(body: object) -> None:
     with pytest.raises(ProviderBadResponse):
-        translate.owner(body, account_id="a")  # type: ignore[arg-type]
+        details.owner(body, account_id="a")  # type: ignore[arg-type]
 
 
 # --- institutions -------------------------------------------------------------------------------------------------
