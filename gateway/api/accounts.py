@@ -9,7 +9,7 @@ from aiohttp import web
 from adapters.base import Adapter, TransactionQuery
 from gateway.api.state import PROVIDER
 from gateway.api.common import caller_of, context, state_of
-from gateway.api.consents import apply_status, load_consent
+from gateway.api.consents import apply_status, load_consent, settle_expiry
 from gateway.api.render import json_response
 from gateway.errors import ConsentEndedUpstream, ConsentNotActive, NotFound, ValidationFailed
 from gateway.models import ConsentStatus
@@ -56,6 +56,11 @@ async def _account(request: web.Request, caller: Caller, operation: str,
     request[PROVIDER] = account.provider
     adapter = adapter_for_resource(state, caller, account.provider)
     require_capability(adapter, operation)
+    if consent.expires_at is not None and consent.expires_at <= utcnow():
+        fresh = await state.store.get_consent(consent.tenant, consent.id)
+        if fresh is not None:
+            await settle_expiry(state, fresh)  # records it expired and deletes the account data
+        raise ConsentNotActive(f"consent {consent.id} expired at {consent.expires_at.isoformat()}")
     require_active(consent, permission)
     return adapter, account, consent
 

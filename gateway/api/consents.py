@@ -32,11 +32,21 @@ def consent_view(r: ConsentRecord) -> dict:
 
 
 async def load_consent(request: web.Request, caller: Caller, consent_id: str) -> ConsentRecord:
-    record = await state_of(request).store.get_consent(caller.tenant, consent_id)
+    state = state_of(request)
+    record = await state.store.get_consent(caller.tenant, consent_id)
     if record is None or not caller.may_use(record.provider):
         raise NotFound("no such consent")
     request[PROVIDER] = record.provider
+    await settle_expiry(state, record)
     return record
+
+
+async def settle_expiry(state: GatewayState, record: ConsentRecord) -> None:
+    """A consent past its expiry is recorded as expired the first time anyone looks, and what was stored from it
+    is deleted (the provider stops serving it at that moment too)."""
+    if (record.expires_at is not None and record.expires_at <= utcnow()
+            and record.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED)):
+        await apply_status(state, record, ConsentStatus.EXPIRED, f"expired at {record.expires_at.isoformat()}")
 
 
 async def create_consent(request: web.Request) -> web.Response:
@@ -128,6 +138,8 @@ async def list_consents(request: web.Request) -> web.Response:
     records = await state.store.list_consents(caller.tenant, customer_id=customer_id, limit=limit + 1, after=after)
     records = [r for r in records if caller.may_use(r.provider)]
     page, more = records[:limit], len(records) > limit
+    for record in page:
+        await settle_expiry(state, record)
     next_cursor = None
     if more and page:
         last = page[-1]

@@ -157,3 +157,22 @@ async def test_connect_lite_for_one_institution(gateway) -> None:  # type: ignor
     done = await (await gateway.post(f"/v1/consents/{consent['id']}/complete", json={"redirect_result": redirect},
                                      headers=DEV)).json()
     assert done["status"] == "authorised"
+
+
+async def test_expired_consent_is_recorded_and_its_data_deleted(gateway) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from gateway.models.time import utcnow
+
+    consent = await authorised_consent(gateway)
+    account = await first_account(gateway, consent["id"])
+    store = state_of(gateway).store
+    record = await store.get_consent("dev", consent["id"])
+    record.expires_at = utcnow() - timedelta(seconds=1)
+    await store.update_consent(record)  # the access period has ended
+    resp = await gateway.get(f"/v1/accounts/{account['id']}/balances", headers=DEV)
+    assert resp.status == 403 and "expired" in (await resp.json())["detail"]
+    seen = await (await gateway.get(f"/v1/consents/{consent['id']}", headers=DEV)).json()
+    assert seen["status"] == "expired" and seen["status_reason"].startswith("expired at")
+    assert await store.list_accounts("dev", consent["id"]) == []
+    assert (await gateway.get(f"/v1/accounts/{account['id']}", headers=DEV)).status == 404
