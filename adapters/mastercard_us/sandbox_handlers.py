@@ -10,10 +10,12 @@ import re
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
+
+from adapters.sandbox_kit import with_query
 
 from adapters.mastercard_us.sandbox_data import DEPOSIT_TYPES, INSTITUTIONS, PROFILES
 from adapters.mastercard_us.sandbox_world import (
@@ -230,11 +232,7 @@ async def connect_complete(request: web.Request) -> web.Response:
 
 
 def _redirect(link: ConnectLink, **params: str) -> str | None:
-    if not link.redirect_uri:
-        return None
-    parts = urlsplit(link.redirect_uri)
-    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
-    return urlunsplit(parts._replace(query=query))
+    return with_query(link.redirect_uri, **params) if link.redirect_uri else None
 
 
 # --- accounts ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ the simulator's own middlewares, and adds the control routes an out-of-process t
 from __future__ import annotations
 
 import abc
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -152,3 +153,10 @@ class SimulatorBase(abc.ABC):
             await self._server.stop()
         self._server = None
         self.base_url = None
+
+
+def with_query(url: str, **params: str) -> str:
+    """`url` with `params` appended to its query string (what a Connect page redirects the end user to)."""
+    parts = urlsplit(url)
+    extra = urlencode(params)
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))

@@ -5,10 +5,12 @@ import secrets
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
+
+from adapters.sandbox_kit import with_query
 
 from adapters.mastercard_us.sandbox_data import INSTITUTIONS
 from adapters.thredd.sandbox import (
@@ -106,9 +108,7 @@ def _open_link(sandbox: ThreddSandbox, link_id: str) -> Link | web.Response:
 
 
 def _redirect(link: Link, **params: str) -> str:
-    parts = urlsplit(link.redirect_uri)
-    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
-    return urlunsplit(parts._replace(query=query))
+    return with_query(link.redirect_uri, **params)
 
 
 async def _connect_page(request: web.Request) -> web.Response:

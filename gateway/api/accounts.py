@@ -27,8 +27,6 @@ T = TypeVar("T")
 def require_active(consent: ConsentRecord, permission: str | None = None) -> None:
     if consent.status is not ConsentStatus.AUTHORISED:
         raise ConsentNotActive(f"consent {consent.id} is {consent.status.value}; account data needs an authorised consent")
-    if consent.expires_at is not None and consent.expires_at <= utcnow():
-        raise ConsentNotActive(f"consent {consent.id} expired at {consent.expires_at.isoformat()}")
     if permission is not None and permission not in consent.permissions:
         raise ConsentNotActive(f"consent {consent.id} does not include the permission {permission!r}")
 

@@ -13,29 +13,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
-import attrs
 import orjson
 import pytest
 
 from adapters.mastercard_us.sandbox import MastercardUSSandbox
 from adapters.mastercard_us.sandbox_data import BIG_ACCOUNT_ID, aba_check_digit, dst_changes
 from adapters.mastercard_us.sandbox_handlers import ROUTES
+from tests.sandbox.replies import Reply
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)  # 10:00 in New York
 PARTNER, SECRET, APP_KEY = "1445585709680", "sandbox-partner-secret", "sandbox-app-key"
 ALICE, BOB, CAROL, DAVE = "1005061234", "1005061235", "1005061236", "1005061237"
 EVERYTHING = {"fromDate": "1", "toDate": str(int(NOW.timestamp()) + 86_400)}
-
-
-@attrs.frozen
-class Reply:
-    status: int
-    headers: Any
-    raw: bytes
-
-    @property
-    def body(self) -> Any:
-        return orjson.loads(self.raw) if self.raw else None
 
 
 class Upstream:

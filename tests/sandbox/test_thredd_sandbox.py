@@ -11,36 +11,21 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-import attrs
 import orjson
 import pytest
 from aiohttp import web
 
+from adapters.mastercard.details import is_valid_aba
 from adapters.sandbox_kit import SandboxServer
 from adapters.thredd.sandbox import API, ThreddSandbox
 from adapters.thredd.sandbox_data import CONNECTED_CUSTOMER, SECOND_CONNECTED_CUSTOMER, UNCONNECTED_CUSTOMER
+from tests.sandbox.replies import Reply
 
 CLIENT, PARTNER, APP_ID = "sandbox-thredd-client", "thredd-partner-1", "sandbox-app-001"
 SECRET = "sandbox-thredd-webhook-secret"
 HEADERS = {"client-id": CLIENT, "partner-id": PARTNER}
 REGISTER = {"redirect_uri": "https://app.example.com/cb?state=s1", "is_hosted_in_mobile_app": False,
             "application_id": APP_ID}
-
-
-def aba_ok(routing: str) -> bool:
-    d = [int(c) for c in routing]
-    return len(d) == 9 and (3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + d[2] + d[5] + d[8]) % 10 == 0
-
-
-@attrs.frozen
-class Reply:
-    status: int
-    headers: Any
-    raw: bytes
-
-    @property
-    def body(self) -> Any:
-        return orjson.loads(self.raw) if self.raw else None
 
 
 class Client:
@@ -233,7 +218,7 @@ async def test_connect_approve_links_accounts_and_sends_webhooks_in_order(client
         assert instruction["type"] == "ach" and instruction["accountNumber"].isdigit()
         assert instruction["accountNumber"].endswith(account["realAccountNumberLast4"])
         [routing] = instruction["descriptors"]
-        assert routing["type"] == "routingNumber" and aba_ok(routing["value"])
+        assert routing["type"] == "routingNumber" and is_valid_aba(routing["value"])
 
     # single use
     assert (await client.end_user(link)).status == 410
@@ -295,7 +280,7 @@ async def test_seeded_customers_accounts_and_details(client, sandbox):
         details = await client.get(accounts_path(account["customerId"], account["id"]))
         assert details.status == 200
         [routing] = details.body["paymentInstruction"]["descriptors"]
-        assert aba_ok(routing["value"])
+        assert is_valid_aba(routing["value"])
         numbers.append((details.body["paymentInstruction"]["accountNumber"], routing["value"]))
     assert_error(await client.get(accounts_path(CONNECTED_CUSTOMER, "7300000011")), 404, "ACCOUNT_NOT_FOUND")
     assert_error(await client.get(accounts_path(CONNECTED_CUSTOMER, "1")), 404, "ACCOUNT_NOT_FOUND")
