@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from gateway.errors import UnsupportedOperation
+from gateway.errors import UnsupportedOperation, ValidationFailed
 from gateway.ids import IdMinter
 from gateway.models import (
     Account,
@@ -28,17 +28,20 @@ from gateway.models import (
     Institution,
     Owner,
     Page,
+    ReportStatus,
     Transaction,
 )
-from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
+from gateway.store.records import AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, ReportRecord
 
 if TYPE_CHECKING:
     from gateway.config import AdapterConfig
     from gateway.connectivity.client import UpstreamFactory
+    from gateway.vault import Vault
 
 # provider id -> "module:Class", imported lazily so a disabled provider costs nothing.
 PROVIDERS: dict[str, str] = {
     "mastercard-us": "adapters.mastercard_us.adapter:MastercardUSAdapter",
+    "mastercard-au": "adapters.mastercard_au.adapter:MastercardAUAdapter",
     "thredd": "adapters.thredd.adapter:ThreddAdapter",
 }
 
@@ -56,6 +59,15 @@ OPERATIONS: tuple[str, ...] = (
     "list_transactions",
     "get_account_details",
     "get_account_owner",
+    "revoke_institution_login",
+    "consent_dashboard",
+    "create_consumer",
+    "create_report",
+    "get_report",
+    "get_report_content",
+    "register_application",
+    "get_application",
+    "list_application_institutions",
 )
 
 
@@ -78,6 +90,8 @@ class CreateCustomerInput:
     last_name: str | None = None
     email: str | None = None
     phone: str | None = None
+    category: str = "individual"  # "individual" | "business"
+    abn: str | None = None  # Australian Business Number, for business customers in AU
 
 
 @attrs.frozen(slots=True)
@@ -115,6 +129,52 @@ class InboundEvent:
     payload: dict[str, Any]
     consent_status: ConsentStatus | None = None  # what the event means for the consent, if anything
     reason: str | None = None
+    # How `provider_ref` names the consent: "consent" (its provider_ref) or "customer" (the upstream customer id:
+    # the event is about that customer's newest consent still awaiting authorisation).
+    ref_kind: str = "consent"
+    # A consent authorised by the event, with what the adapter learned upstream (overrides consent_status).
+    consent_update: ConsentUpdate | None = None
+    # Upstream account ids the consent no longer covers: everything stored from them is deleted (CDR duty).
+    forget_account_refs: tuple[str, ...] = ()
+    # A report the event is about, and its new state.
+    report_ref: str | None = None
+    report_status: ReportStatus | None = None
+
+
+@attrs.frozen(slots=True)
+class CreateConsumerInput:
+    """The person a provider's reports are about (the platform's "consumer", one per customer)."""
+    first_name: str
+    last_name: str
+    email: str | None = None
+    phone: str | None = None
+
+
+@attrs.frozen(slots=True)
+class CreateReportInput:
+    type: str  # "voa" | "voi" | "cash_flow"
+    interval_types: tuple[str, ...] = ()
+    from_date: date | None = None
+    account_refs: tuple[str, ...] = ()  # upstream ids of the accounts to report on; empty = all the consent covers
+    callback_url: str | None = None
+
+
+@attrs.frozen(slots=True)
+class ReportUpdate:
+    status: ReportStatus
+    reason: str | None = None
+
+
+@attrs.frozen(slots=True)
+class ReportContent:
+    media_type: str
+    body: bytes
+
+
+@attrs.frozen(slots=True)
+class RegisterApplicationInput:
+    access_model: str
+    fields: dict[str, str]  # the canonical field names the access model requires or allows
 
 
 @attrs.frozen(slots=True)
@@ -142,12 +202,15 @@ class Adapter:
 
     # The attrs class the adapter's provider-specific config keys are structured into.
     settings_type: ClassVar[type]
-    def __init__(self, config: "AdapterConfig", upstreams: "UpstreamFactory", store: Any, *, base_url: str) -> None:
+    def __init__(self, config: "AdapterConfig", upstreams: "UpstreamFactory", store: Any, *, base_url: str,
+                 vault: "Vault | None" = None, public_url: str | None = None) -> None:
         self.config = config
         self.settings = config.settings
         self.upstreams = upstreams
         self.store = store
         self.base_url = base_url
+        self.vault = vault  # encrypted storage for secrets the provider issues at run time
+        self.public_url = public_url  # where this gateway is reachable, for the URLs providers call back
 
     @classmethod
     def create_sandbox(cls, config: "AdapterConfig") -> Any:
@@ -164,8 +227,9 @@ class Adapter:
         """Upstream health for GET /v1/providers: circuit state per upstream."""
         return {}
 
-    # --- inbound webhooks (POST /webhooks/<provider>) -------------------------------------------------------------
-    receives_webhooks: ClassVar[bool] = False
+    # --- inbound webhooks (POST /webhooks/<provider>[/<channel>]) ------------------------------------------------
+    # The channels the provider calls: "" is POST /webhooks/<provider>, "x" is POST /webhooks/<provider>/x.
+    webhook_channels: ClassVar[frozenset[str]] = frozenset()
 
     def verify_webhook(self, headers: Any, body: bytes) -> None:
         """Raise Unauthenticated unless the request really comes from the provider (checked on the raw bytes)."""
@@ -175,12 +239,37 @@ class Adapter:
         """Read a verified webhook; raise MalformedRequest when it cannot be read."""
         raise self._unsupported("webhooks")
 
+    async def receive_webhook(self, channel: str, headers: Any, body: bytes) -> InboundEvent:
+        """Verify and read one webhook of `channel`; adapters with several channels override this."""
+        self.verify_webhook(headers, body)
+        return self.parse_webhook(headers, body)
+
+    def webhook_url(self, channel: str = "") -> str | None:
+        if self.public_url is None:
+            return None
+        return f"{self.public_url.rstrip('/')}/webhooks/{self.provider_id}" + (f"/{channel}" if channel else "")
+
     # --- provider rules the validation layer applies before any upstream call (raise ValidationFailed) ---------
     def validate_customer(self, data: CreateCustomerInput) -> None:
-        """Provider-specific rules for a new customer; the default accepts what the canonical checks accepted."""
+        """Provider-specific rules for a new customer; the default accepts what the canonical checks accepted,
+        for individual customers."""
+        self.validate_customer_category(data)
 
     def validate_consent(self, data: CreateConsentInput, customer: CustomerRecord | None) -> None:
         """Provider-specific rules for a new consent."""
+
+    # The interval types a report of income is broken into when the caller names none.
+    default_interval_types: ClassVar[tuple[str, ...]] = ()
+
+    def validate_report(self, customer: CustomerRecord, data: CreateReportInput) -> None:
+        """Provider-specific rules for a new report."""
+
+    def validate_customer_category(self, data: CreateCustomerInput) -> None:
+        """Refuse business customers and ABNs where the provider has no such notion (the default)."""
+        if data.category != "individual" or data.abn is not None:
+            raise ValidationFailed("category: this provider has individual customers only", errors=[
+                {"location": "body", "field": "category" if data.abn is None else "abn",
+                 "message": f"{self.provider_id} has no business customers"}])
 
     # --- operations: the base versions refuse, adapters override what they support -------------------------------
     def _unsupported(self, name: str) -> UnsupportedOperation:
@@ -227,6 +316,41 @@ class Adapter:
 
     async def get_account_owner(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Owner:
         raise self._unsupported("get_account_owner")
+
+    async def revoke_institution_login(self, ctx: CallContext, consent: ConsentRecord, login_ref: str) -> ConsentUpdate:
+        """End one institution's arrangement under a consent; the update names the accounts it took away."""
+        raise self._unsupported("revoke_institution_login")
+
+    async def consent_dashboard(self, ctx: CallContext, customer: CustomerRecord, redirect_uri: str | None) -> ConnectLink:
+        """A page where the end user reviews and revokes their consents."""
+        raise self._unsupported("consent_dashboard")
+
+    async def create_consumer(self, ctx: CallContext, customer: CustomerRecord, data: CreateConsumerInput) -> str:
+        """Create the person reports are about; returns its upstream id."""
+        raise self._unsupported("create_consumer")
+
+    async def create_report(self, ctx: CallContext, customer: CustomerRecord, consent: ConsentRecord,
+                            data: CreateReportInput) -> str:
+        """Ask for a report; returns its upstream id (the report is generated asynchronously)."""
+        raise self._unsupported("create_report")
+
+    async def get_report(self, ctx: CallContext, customer: CustomerRecord, report: ReportRecord) -> ReportUpdate:
+        raise self._unsupported("get_report")
+
+    async def get_report_content(self, ctx: CallContext, customer: CustomerRecord, report: ReportRecord,
+                                 media_type: str) -> ReportContent:
+        raise self._unsupported("get_report_content")
+
+    async def register_application(self, ctx: CallContext, data: RegisterApplicationInput) -> ApplicationRecord:
+        raise self._unsupported("register_application")
+
+    async def get_application(self, ctx: CallContext, application: ApplicationRecord) -> str:
+        """The application's current registration status upstream."""
+        raise self._unsupported("get_application")
+
+    async def list_application_institutions(self, ctx: CallContext,
+                                            application: ApplicationRecord) -> list[dict[str, Any]]:
+        raise self._unsupported("list_application_institutions")
 
 
 def implemented_operations(cls: type[Adapter]) -> frozenset[str]:

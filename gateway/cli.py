@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, check-config, providers."""
+"""The `gateway` command: serve, check-config, providers, subscribe-notifications, hash-key."""
 from __future__ import annotations
 
 import argparse
@@ -66,6 +66,62 @@ def _providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subscribe_notifications(args: argparse.Namespace) -> int:
+    """Subscribe (or re-point) a provider's consent notifications outside a running gateway, e.g. after rotating
+    server.public_url or when the subscription at start failed."""
+    import asyncio
+
+    from adapters.base import load_adapter_class
+    from gateway.config import ConfigError, load_config
+    from gateway.connectivity.client import UpstreamFactory
+    from gateway.errors import GatewayError
+    from gateway.observability import Metrics
+    from gateway.store import open_store
+    from gateway.vault import Vault
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    adapter_config = config.enabled_adapters().get(args.provider)
+    if adapter_config is None:
+        print(f"{args.provider} is not enabled in {args.config}", file=sys.stderr)
+        return 2
+    if adapter_config.embedded:
+        print(f"{args.provider} runs on its embedded simulator here: the gateway subscribes when it starts",
+              file=sys.stderr)
+        return 2
+    cls = load_adapter_class(args.provider)
+    if not hasattr(cls, "subscribe_notifications"):
+        print(f"{args.provider} has no consent notifications", file=sys.stderr)
+        return 2
+    if config.security.encryption_key is None:
+        print("security.encryption_key is required to keep the signing key", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        store = open_store(config.store.url, read_cache_seconds=0)
+        upstreams = UpstreamFactory(Metrics())
+        await store.open()
+        try:
+            adapter = cls(adapter_config, upstreams, store, base_url=adapter_config.base_url,
+                          vault=Vault(store, config.security.encryption_key), public_url=config.server.public_url)
+            await upstreams.start()
+            return str(await adapter.subscribe_notifications())  # type: ignore[attr-defined]
+        finally:
+            await upstreams.close()
+            await store.close()
+
+    try:
+        outcome = asyncio.run(run())
+    except (GatewayError, LookupError) as exc:
+        print(f"{args.provider}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.provider}: consent notifications {outcome}")
+    return 0
+
+
 def _hash_key(args: argparse.Namespace) -> int:
     from gateway.config import hash_api_key
 
@@ -90,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
     prov = sub.add_parser("providers", help="print the capability matrix")
     prov.set_defaults(func=_providers)
+    notify = sub.add_parser("subscribe-notifications",
+                            help="subscribe to a provider's consent notifications and keep the signing key sealed")
+    notify.add_argument("provider")
+    notify.add_argument("--config", default=DEFAULT_CONFIG, help=f"environment file (default {DEFAULT_CONFIG})")
+    notify.set_defaults(func=_subscribe_notifications)
     hashing = sub.add_parser("hash-key", help="print the SHA-256 of an API key read from standard input, "
                                               "for a caller's key_sha256")
     hashing.set_defaults(func=_hash_key)

@@ -59,6 +59,9 @@ class LoggingConfig:
 class SecurityConfig:
     # HMAC key for gateway ids and list cursors. Rotating it changes every derived id.
     id_key: Secret
+    # Seals secrets the gateway keeps at rest (provider-issued signing keys, consent tokens) with AES-256-GCM.
+    # Any length; a 32-byte key is derived from it. Changing it makes what was sealed unreadable (re-subscribe).
+    encryption_key: Secret | None = None
 
 
 @attrs.frozen

@@ -138,6 +138,10 @@ class UnsupportedOperation(CallerError):
     status, code, title = 501, "unsupported_operation", "The provider does not support this operation"
 
 
+class NotAcceptable(CallerError):
+    status, code, title = 406, "not_acceptable", "The resource is not available in the media type asked for"
+
+
 class MethodNotAllowed(CallerError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
 

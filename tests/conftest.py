@@ -1,10 +1,12 @@
 """Shared fixtures: the gateway app on the local environment, with its simulators on ephemeral local ports."""
 from __future__ import annotations
 
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
+import attrs
 import pytest
 
 from gateway.api.app import create_app
@@ -57,13 +59,18 @@ async def gateway(aiohttp_client: Any, gateway_config: GatewayConfig) -> Any:
     return await serve(aiohttp_client, gateway_config)
 
 
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def serve(aiohttp_client: Any, config: GatewayConfig) -> Any:
-    """The app on a test server, with simulators that send webhooks pointed at its real port."""
-    client = await aiohttp_client(create_app(config))
-    for provider, sandbox in client.server.app[STATE].sandboxes.items():
-        if hasattr(sandbox, "webhook_url"):
-            sandbox.webhook_url = str(client.make_url(f"/webhooks/{provider}"))
-    return client
+    """The app on a test server whose public URL is its real address, so simulators call back to it (webhook
+    URLs given to providers at start, such as consent-notification subscriptions, are built from it)."""
+    port = unused_port()
+    config = attrs.evolve(config, server=attrs.evolve(config.server, public_url=f"http://127.0.0.1:{port}"))
+    return await aiohttp_client(create_app(config), server_kwargs={"port": port})
 
 
 def sandbox_of(client: Any, provider: str) -> Any:

@@ -89,6 +89,7 @@ class MastercardPlatformAdapter(Adapter):
 
     # --- validation before any upstream call -------------------------------------------------------------------
     def validate_customer(self, data: CreateCustomerInput) -> None:
+        self.validate_customer_category(data)
         reason = bodies.validate_username(data.external_ref)
         if reason is not None:
             raise ValidationFailed(f"external_ref: {reason}", errors=[
@@ -113,6 +114,19 @@ class MastercardPlatformAdapter(Adapter):
     def _account_path(self, consent: ConsentRecord, account: AccountRecord, template: str) -> str:
         return self.region.path(template, customer=self._customer_ref(consent), account=account.provider_ref)
 
+    def _data_headers(self, consent: ConsentRecord) -> dict[str, str] | None:
+        """Headers a data call carries for its consent (AU names the consent receipt; US sends none)."""
+        return None
+
+    def _receipt_facts(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """What the gateway keeps from an active consent receipt (in the consent's upstream facts)."""
+        return {"account_refs": translate.receipt_account_refs(receipt)}
+
+    def _receipt_update(self, receipt: dict[str, Any]) -> ConsentUpdate:
+        end = _parse_iso((receipt.get("accessPeriod") or {}).get("endDate"))
+        return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=str(receipt["consentReceiptId"]),
+                             expires_at=end, upstream=self._receipt_facts(receipt))
+
     # --- operations ------------------------------------------------------------------------------------------------
     async def list_institutions(self, ctx: CallContext, query: InstitutionQuery) -> Page[Institution]:
         start = int((query.position or {}).get("start", 1))
@@ -127,11 +141,19 @@ class MastercardPlatformAdapter(Adapter):
         next_start = start + query.limit
         return Page(tuple(items), {"start": next_start} if next_start <= found else None)
 
+    def customer_extra(self, data: CreateCustomerInput) -> dict[str, Any]:
+        """Region-specific customer fields (AU: category and ABN)."""
+        return {}
+
+    def connect_webhook(self) -> str | None:
+        """Where Connect sends its events for a new session."""
+        return self.settings.webhook_url
+
     async def create_customer(self, ctx: CallContext, data: CreateCustomerInput) -> CreatedCustomer:
         kind = "testing" if data.type.value == "testing" else "active"
         body = await self.client.call(
             "POST", f"/aggregation/v2/customers/{kind}", operation="create_customer",
-            json=bodies.customer_body(data, self.settings.application_id),
+            json={**bodies.customer_body(data, self.settings.application_id), **self.customer_extra(data)},
         )
         try:
             return CreatedCustomer(provider_ref=str(body["id"]), created_at=utc_from_epoch(body["createdDate"]))
@@ -144,7 +166,7 @@ class MastercardPlatformAdapter(Adapter):
         lite = data.institution_id is not None
         body = bodies.connect_body(
             partner_id=self.settings.partner_id, customer_ref=customer.provider_ref, redirect_uri=data.redirect_uri,
-            webhook_url=self.settings.webhook_url, institution_id=data.institution_id, language=data.language,
+            webhook_url=self.connect_webhook(), institution_id=data.institution_id, language=data.language,
             from_date_epoch=None, region=self.region,
         )
         if self.settings.experience:
@@ -169,6 +191,13 @@ class MastercardPlatformAdapter(Adapter):
                 {"location": "body", "field": "institution_id",
                  "message": f"{self.provider_id} has no institution {institution_id}"}]) from None
 
+    def _redirect_rejection(self, result: dict[str, str]) -> str | None:
+        """Why the redirect result says the end user came back without consenting, or None."""
+        reason, code = result.get("reason", ""), result.get("code", "")
+        if reason in ("exited", "error") or (code and code != "200"):
+            return f"the end user left Connect ({reason or code})"
+        return None
+
     async def _receipts(self, customer_ref: str) -> list[dict[str, Any]]:
         body = await self.client.call("GET", "/data-sharing-consents", operation="list_consent_receipts",
                                       params={"customer_id": customer_ref, "sort_order": "Desc"})
@@ -181,10 +210,9 @@ class MastercardPlatformAdapter(Adapter):
 
     async def complete_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None,
                                result: dict[str, str]) -> ConsentUpdate:
-        reason = result.get("reason", "")
-        code = result.get("code", "")
-        if reason in ("exited", "error") or (code and code != "200"):
-            return ConsentUpdate(status=ConsentStatus.REJECTED, reason=f"the end user left Connect ({reason or code})")
+        rejection = self._redirect_rejection(result)
+        if rejection is not None:
+            return ConsentUpdate(status=ConsentStatus.REJECTED, reason=rejection)
         receipts = await self._receipts(self._customer_ref(consent))
         for receipt in receipts:
             receipt_id = receipt.get("consentReceiptId")
@@ -193,9 +221,7 @@ class MastercardPlatformAdapter(Adapter):
             created = _parse_iso(receipt.get("createdDate"))
             if created is not None and created < consent.created_at.replace(microsecond=0):
                 continue  # an older receipt belongs to an earlier consent
-            end = _parse_iso((receipt.get("accessPeriod") or {}).get("endDate"))
-            return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=str(receipt_id), expires_at=end,
-                                 upstream={"account_refs": translate.receipt_account_refs(receipt)})
+            return self._receipt_update(receipt)
         raise Conflict(f"{self.provider_id} holds no active data-sharing consent for this customer yet; "
                        "complete the Connect session first")
 
@@ -219,7 +245,7 @@ class MastercardPlatformAdapter(Adapter):
         path = self.region.path("/aggregation/v1/customers/{customer}/accounts", customer=self._customer_ref(consent),
                                 account="")
         body = await self.client.call("GET", path,
-                                      operation="list_accounts")
+                                      operation="list_accounts", headers=self._data_headers(consent))
         accounts = translate.accounts(body, region=self.region, consent_id=consent.id, ids=ctx.ids(consent.id))
         covered = consent.upstream.get("account_refs")
         if covered is not None:
@@ -241,11 +267,12 @@ class MastercardPlatformAdapter(Adapter):
         if not self._is_deposit(account):
             # Non-deposit accounts (cards, loans, investments) carry their current balance on the account itself.
             raw = await self.client.call("GET", self._account_path(
-                consent, account, "/aggregation/v2/customers/{customer}/accounts/{account}"), operation="get_account")
+                consent, account, "/aggregation/v2/customers/{customer}/accounts/{account}"), operation="get_account",
+                headers=self._data_headers(consent))
             return translate.account_balance(raw, region=self.region, account_id=account.id)
         body = await self.client.call("GET", self._account_path(
             consent, account, "/aggregation/v1/customers/{customer}/accounts/{account}/availableBalance"),
-                                      operation="get_balances")
+                                      operation="get_balances", headers=self._data_headers(consent))
         return translate.balances(body, region=self.region, account_id=account.id, live=False)
 
     async def get_live_balances(self, ctx: CallContext, consent: ConsentRecord,
@@ -253,7 +280,7 @@ class MastercardPlatformAdapter(Adapter):
         self._deposit_only(account, "live balances")
         body = await self.client.call("GET", self._account_path(
             consent, account, "/aggregation/v1/customers/{customer}/accounts/{account}/availableBalance/live"),
-                                      operation="get_live_balances")
+                                      operation="get_live_balances", headers=self._data_headers(consent))
         return translate.balances(body, region=self.region, account_id=account.id, live=True)
 
     async def list_transactions(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord,
@@ -262,7 +289,8 @@ class MastercardPlatformAdapter(Adapter):
         params = bodies.transactions_params(from_date=query.from_date, to_date=query.to_date, start=start,
                                                limit=query.limit, include_pending=query.include_pending, sort="desc")
         path = self._account_path(consent, account, self.region.transactions_path)
-        body = await self.client.call("GET", path, operation="list_transactions", params=params)
+        body = await self.client.call("GET", path, operation="list_transactions", params=params,
+                                      headers=self._data_headers(consent))
         page = translate.transactions(body, region=self.region, account_id=account.id, ids=ctx.ids(consent.id),
                                       include_pending=query.include_pending, include_removed=query.include_removed)
         next_position = {"start": start + page.displaying} if page.more_available and page.displaying else None
@@ -272,11 +300,11 @@ class MastercardPlatformAdapter(Adapter):
                                   account: AccountRecord) -> AccountDetails:
         self._deposit_only(account, "payment coordinates")
         body = await self.client.call("GET", self._account_path(consent, account, self.region.details_path),
-                                      operation="get_account_details")
+                                      operation="get_account_details", headers=self._data_headers(consent))
         return details.payment_coordinates(body, region=self.region, account_id=account.id)
 
     async def get_account_owner(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Owner:
         body = await self.client.call("GET", self._account_path(
             consent, account, "/aggregation/v3/customers/{customer}/accounts/{account}/owner"),
-                                      operation="get_account_owner")
+                                      operation="get_account_owner", headers=self._data_headers(consent))
         return details.owner(body, account_id=account.id)

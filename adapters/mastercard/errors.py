@@ -19,6 +19,7 @@ import orjson
 from gateway.errors import (
     AccountUnavailable,
     Conflict,
+    ConsentEndedUpstream,
     GatewayCredentialsRejected,
     GatewayError,
     GatewayRequestRejected,
@@ -119,6 +120,9 @@ ERRORS: dict[str, ErrorRule] = {
                      message="{provider} is refreshing this account right now; retry in a minute."),
     "5006": ErrorRule(InstitutionUnavailable, code="account_being_aggregated", retryable=True,
                       message="{provider} is refreshing this account right now; retry in a minute."),
+    # AU documents this one as "325 5006"; it arrives without the space.
+    "3255006": ErrorRule(InstitutionUnavailable, code="account_being_aggregated", retryable=True,
+                         message="{provider} is refreshing this account right now; retry in a minute."),
     **{code: ErrorRule(InstitutionUnavailable, code="institution_connection_broken", retryable=False,
                        message=_CONNECTION_BROKEN)
        for code in ("102", "320", "580", "900", "901", "902", "903", "904", "905", "906", "907", "910")},
@@ -129,6 +133,10 @@ ERRORS: dict[str, ErrorRule] = {
                                  "the gateway's app key may be wrong: the platform reports that as a rate limit."),
     # (The small-business report API reuses 10030 for a 400 "invalid data combination"; the gateway does not call it.)
     "10030": ErrorRule(ProviderTimeout, retryable=True, message="{provider} timed out; retry later."),
+    # --- CDR (AU): the consent receipt named on a data call no longer allows it --------------------------------------
+    "10040": ErrorRule(ConsentEndedUpstream, retryable=False,
+                       message="{provider} reports that the end user's consent no longer covers this data; the "
+                               "consent has been revoked or has expired there. A new consent is needed."),
     "18001": ErrorRule(Conflict, code="report_not_ready", retryable=True,
                        message="{provider} is still generating the report; retry later."),
 }

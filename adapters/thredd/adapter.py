@@ -37,7 +37,7 @@ class ThreddAdapter(Adapter):
     provider_id = "thredd"
     regions = frozenset({"US"})
     settings_type = ThreddSettings
-    receives_webhooks = True
+    webhook_channels = frozenset({""})
     capabilities = frozenset({"create_consent", "complete_consent", "refresh_consent", "list_accounts",
                               "get_account_details"})
 

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from adapters.base import load_adapter_class
-from gateway.api import accounts, consents, customers, ops, providers, webhooks
+from gateway.api import accounts, applications, consents, customers, ops, providers, reports, webhooks
 from gateway.api.cursor import CursorCodec
 from gateway.api.middleware import gateway_middleware
 from gateway.api.state import STATE, GatewayState
@@ -18,6 +18,7 @@ from gateway.connectivity.client import UpstreamFactory
 from gateway.observability import Metrics, configure_logging
 from gateway.store import open_store
 from gateway.validation.access import CallerDirectory
+from gateway.vault import Vault
 
 log = structlog.get_logger("gateway")
 
@@ -33,18 +34,29 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/institutions", providers.list_institutions)
     r.add_post("/v1/customers", customers.create_customer)
     r.add_get("/v1/customers/{customer_id}", customers.get_customer)
+    r.add_post("/v1/customers/{customer_id}/consumer", customers.create_consumer)
+    r.add_post("/v1/customers/{customer_id}/consent-dashboard", customers.consent_dashboard)
     r.add_post("/v1/consents", consents.create_consent)
     r.add_get("/v1/consents", consents.list_consents)
     r.add_get("/v1/consents/{consent_id}", consents.get_consent)
     r.add_post("/v1/consents/{consent_id}/complete", consents.complete_consent)
     r.add_post("/v1/consents/{consent_id}/revoke", consents.revoke_consent)
+    r.add_post("/v1/consents/{consent_id}/institution-logins/{login_ref}/revoke", consents.revoke_institution_login)
     r.add_get("/v1/accounts", accounts.list_accounts)
     r.add_get("/v1/accounts/{account_id}", accounts.get_account)
     r.add_get("/v1/accounts/{account_id}/balances", accounts.get_balances)
     r.add_get("/v1/accounts/{account_id}/transactions", accounts.list_transactions)
     r.add_get("/v1/accounts/{account_id}/details", accounts.get_details)
     r.add_get("/v1/accounts/{account_id}/owner", accounts.get_owner)
+    r.add_post("/v1/reports", reports.create_report)
+    r.add_get("/v1/reports", reports.list_reports)
+    r.add_get("/v1/reports/{report_id}", reports.get_report)
+    r.add_get("/v1/reports/{report_id}/content", reports.get_report_content)
+    r.add_post("/v1/applications", applications.register_application)
+    r.add_get("/v1/applications/{application_id}", applications.get_application)
+    r.add_get("/v1/applications/{application_id}/institutions", applications.list_application_institutions)
     r.add_post("/webhooks/{provider}", webhooks.receive)
+    r.add_post("/webhooks/{provider}/{channel}", webhooks.receive)
 
 
 def create_app(config: GatewayConfig) -> web.Application:
@@ -71,6 +83,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     config = state.config
     await state.store.open()
+    vault = Vault(state.store, config.security.encryption_key) if config.security.encryption_key else None
     try:
         for provider, adapter_config in config.enabled_adapters().items():
             cls = load_adapter_class(provider)
@@ -82,10 +95,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                     sandbox.webhook_url = f"{config.server.public_url.rstrip('/')}/webhooks/{provider}"
                 state.sandboxes[provider] = sandbox
                 log.info("sandbox_started", provider=provider, base_url=base_url)
-            adapter = cls(adapter_config, state.upstreams, state.store, base_url=base_url)
+            state.adapters[provider] = cls(adapter_config, state.upstreams, state.store, base_url=base_url,
+                                           vault=vault, public_url=config.server.public_url)
+        await state.upstreams.start()  # sessions open before adapters start: starting may call upstream
+        for adapter in state.adapters.values():
             await adapter.start()
-            state.adapters[provider] = adapter
-        await state.upstreams.start()
         state.ready = True
         yield
     finally:

@@ -1,6 +1,7 @@
 """Consents: create (→ authorisation_url), complete with the redirect result, get, list, revoke."""
 from __future__ import annotations
 
+from datetime import date, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from gateway.api.state import PROVIDER, GatewayState
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.render import json_response
 from gateway.errors import Conflict, NotFound, ValidationFailed
-from gateway.models import Consent, ConsentStatus
+from gateway.models import Consent, ConsentInstitution, ConsentStatus, ConsentTerms
 from gateway.models.serialize import to_plain
 from gateway.models.time import UTC, utcnow
 from gateway.routing import adapter_for_resource, pick_adapter
@@ -22,12 +23,28 @@ from gateway.validation.body import parse_body
 from gateway.validation.requests import CompleteConsentRequest, CreateConsentRequest
 
 
+def _terms(stored: dict | None) -> ConsentTerms | None:
+    if not stored:
+        return None
+    access_from, access_until = stored.get("access_from"), stored.get("access_until")
+    return ConsentTerms(
+        purpose=stored.get("purpose"), data_scopes=tuple(stored.get("data_scopes") or ()),
+        access_from=datetime.fromisoformat(access_from) if access_from else None,
+        access_until=datetime.fromisoformat(access_until) if access_until else None,
+        transactions_from=date.fromisoformat(stored["transactions_from"]) if stored.get("transactions_from") else None,
+        institutions=tuple(ConsentInstitution(institution_id=i["institution_id"], login_ref=i["login_ref"],
+                                              status=i["status"], name=i.get("name"))
+                           for i in stored.get("institutions") or ()),
+    )
+
+
 def consent_view(r: ConsentRecord) -> dict:
     return to_plain(Consent(
         id=r.id, provider=r.provider, customer_id=r.customer_id, status=r.status, created_at=r.created_at,
         provider_ref=r.provider_ref, authorisation_url=r.authorisation_url, redirect_uri=r.redirect_uri,
         institution_id=r.institution_id, permissions=r.permissions, authorised_at=r.authorised_at,
         revoked_at=r.revoked_at, expires_at=r.expires_at, status_reason=r.status_reason,
+        terms=_terms(r.upstream.get("terms")),
     ))
 
 
@@ -168,6 +185,10 @@ async def complete_consent(request: web.Request) -> web.Response:
     record.expires_at = update.expires_at or record.expires_at
     record.upstream = {**record.upstream, **update.upstream}
     if not await state.store.update_consent(record, expected_updated_at=before):
+        # The provider's webhook may have completed it meanwhile: that is the same outcome, not a conflict.
+        current = await state.store.get_consent(caller.tenant, record.id)
+        if current is not None and current.status is record.status is ConsentStatus.AUTHORISED:
+            return json_response(consent_view(current))
         raise Conflict("the consent changed while completing; fetch it again")
     return json_response(consent_view(record))
 
@@ -195,4 +216,27 @@ async def revoke_consent(request: web.Request) -> web.Response:
     if record.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED):
         await adapter.revoke_consent(context(request, caller), record, customer)
     await apply_status(state, record, ConsentStatus.REVOKED, "revoked by the caller")
+    return json_response(consent_view(record))
+
+
+async def revoke_institution_login(request: web.Request) -> web.Response:
+    """End one institution's arrangement under a consent (CDR): what was stored from its accounts is deleted, and
+    the consent ends with its last institution."""
+    state, caller = state_of(request), caller_of(request)
+    require_scope(caller, "ais:write")
+    record = await load_consent(request, caller, request.match_info["consent_id"])
+    adapter = adapter_for_resource(state, caller, record.provider)
+    require_capability(adapter, "revoke_institution_login")
+    if record.status is not ConsentStatus.AUTHORISED:
+        raise Conflict(f"the consent is {record.status.value}; only an authorised consent has institutions to revoke")
+    update = await adapter.revoke_institution_login(context(request, caller), record,
+                                                    request.match_info["login_ref"])
+    before = set(record.upstream.get("account_refs") or ())
+    record.upstream = {**record.upstream, **update.upstream}
+    if update.status is not ConsentStatus.AUTHORISED:
+        record.set_status(update.status, "its last institution was revoked by the caller", utcnow())
+    else:
+        record.updated_at = utcnow()
+    gone = tuple(sorted(before - set(record.upstream.get("account_refs") or ())))
+    await state.store.forget_accounts(record, gone)
     return json_response(consent_view(record))

@@ -1,7 +1,8 @@
 """Inbound provider webhooks: verified on the raw bytes, de-duplicated by event id, recorded with their effect.
 
-POST /webhooks/<provider>. The adapter verifies the sender and reads the event; the gateway finds the consent it
-names and, in one store transaction, keeps the event and the consent's new state. A replayed event id changes
+POST /webhooks/<provider>[/<channel>]. The adapter verifies the sender and reads the event; the gateway finds the
+consent (and report) it names and, in one store transaction, keeps the event with the consent's new state, the
+deletion of what the consent no longer covers, and the report's new state. A replayed event id changes
 nothing and is acknowledged (providers retry until they get a 2xx). A forged one is refused and changes nothing.
 """
 from __future__ import annotations
@@ -10,11 +11,12 @@ from aiohttp import web
 
 from gateway.api.common import state_of
 from gateway.api.render import json_response
-from gateway.api.state import PROVIDER
+from adapters.base import InboundEvent
+from gateway.api.state import PROVIDER, GatewayState
 from gateway.errors import NotFound
-from gateway.models import ConsentStatus
+from gateway.models import ConsentStatus, ReportStatus
 from gateway.models.time import utcnow
-from gateway.store.records import ConsentRecord, InboundEventRecord
+from gateway.store.records import ConsentRecord, InboundEventRecord, ReportRecord
 from gateway.validation.body import read_raw
 
 # Which consent states an event may move a consent out of, by the state it announces.
@@ -38,21 +40,71 @@ def _transition(consent: ConsentRecord, status: ConsentStatus, reason: str | Non
 async def receive(request: web.Request) -> web.Response:
     state = state_of(request)
     provider = request.match_info["provider"]
+    channel = request.match_info.get("channel", "")
     adapter = state.adapters.get(provider)
-    if adapter is None or not adapter.receives_webhooks:
-        raise NotFound(f"no webhook endpoint for {provider!r}")
+    if adapter is None or channel not in adapter.webhook_channels:
+        raise NotFound(f"no webhook endpoint for {provider!r}" + (f" channel {channel!r}" if channel else ""))
     request[PROVIDER] = provider
     body = await read_raw(request, state.config.server.max_body_bytes)
-    adapter.verify_webhook(request.headers, body)
-    event = adapter.parse_webhook(request.headers, body)
-    consents = await state.store.find_consents_by_ref(provider, event.provider_ref)
-    consent = consents[0] if consents else None
+    event = await adapter.receive_webhook(channel, request.headers, body)
+    consent = await _consent_named(state, provider, event)
     changed = None
-    if consent is not None and event.consent_status is not None:
-        changed = _transition(consent, event.consent_status, event.reason)
+    if consent is not None:
+        changed = _apply(consent, event)
+    report = await _report_named(state, provider, event)
+    tenant = consent.tenant if consent else report.tenant if report else None
     record = InboundEventRecord(
         provider=provider, event_id=event.event_id, type=event.type, received_at=utcnow(), payload=event.payload,
-        tenant=consent.tenant if consent else None, consent_id=consent.id if consent else None,
+        tenant=tenant, consent_id=consent.id if consent else None,
     )
-    fresh = await state.store.record_inbound_event(record, changed)
+    forget = event.forget_account_refs if changed is not None else ()
+    fresh = await state.store.record_inbound_event(record, changed, forget_account_refs=forget, report=report)
     return json_response({"received": True, "duplicate": not fresh})
+
+
+async def _consent_named(state: GatewayState, provider: str, event: InboundEvent) -> ConsentRecord | None:
+    if not event.provider_ref:
+        return None
+    if event.ref_kind == "customer":
+        # The event names the upstream customer: it is about that customer's newest consent still awaiting the
+        # end user (or, for events about an authorised consent, the newest one).
+        for customer in await state.store.find_customers_by_ref(provider, event.provider_ref):
+            found = await state.store.list_consents(customer.tenant, customer_id=customer.id, limit=20, after=None)
+            waiting = [c for c in found if c.status is ConsentStatus.AWAITING_AUTHORISATION]
+            if waiting:
+                return waiting[0]
+        return None
+    consents = await state.store.find_consents_by_ref(provider, event.provider_ref)
+    return consents[0] if consents else None
+
+
+def _apply(consent: ConsentRecord, event: InboundEvent) -> ConsentRecord | None:
+    """The consent as the event leaves it, or None when the event changes nothing about it."""
+    update = event.consent_update
+    if update is None:
+        if event.consent_status is None:
+            return consent if event.forget_account_refs else None
+        return _transition(consent, event.consent_status, event.reason) or (
+            consent if event.forget_account_refs else None)
+    if update.status is not consent.status:
+        if _transition(consent, update.status, update.reason) is None:
+            return None
+    else:
+        consent.updated_at = utcnow()
+    consent.provider_ref = update.provider_ref or consent.provider_ref
+    consent.expires_at = update.expires_at or consent.expires_at
+    consent.upstream = {**consent.upstream, **update.upstream}
+    return consent
+
+
+async def _report_named(state: GatewayState, provider: str, event: InboundEvent) -> ReportRecord | None:
+    if event.report_ref is None or event.report_status is None:
+        return None
+    for report in await state.store.find_reports_by_ref(provider, event.report_ref):
+        if report.status.is_final or report.status is event.report_status:
+            return None  # a late "inProgress" never undoes "done"
+        report.status, report.updated_at = event.report_status, utcnow()
+        report.status_reason = "the provider could not generate the report" \
+            if event.report_status is ReportStatus.FAILED else None
+        return report
+    return None

@@ -21,6 +21,11 @@ class CustomerType(str, enum.Enum):
     ACTIVE = "active"
 
 
+class CustomerCategory(str, enum.Enum):
+    INDIVIDUAL = "individual"
+    BUSINESS = "business"
+
+
 class ConsentStatus(str, enum.Enum):
     AWAITING_AUTHORISATION = "awaiting_authorisation"
     AUTHORISED = "authorised"
@@ -32,6 +37,16 @@ class ConsentStatus(str, enum.Enum):
     @property
     def is_final(self) -> bool:
         return self in (ConsentStatus.REJECTED, ConsentStatus.REVOKED, ConsentStatus.EXPIRED)
+
+
+class ReportStatus(str, enum.Enum):
+    PENDING = "pending"  # the provider is still generating it
+    READY = "ready"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not ReportStatus.PENDING
 
 
 class AccountType(str, enum.Enum):
@@ -75,6 +90,9 @@ class Customer:
     type: CustomerType
     external_ref: str
     created_at: datetime
+    category: CustomerCategory = CustomerCategory.INDIVIDUAL
+    abn: str | None = None
+    consumer_ref: str | None = None  # the provider's consumer record, once created (reports need it)
 
 
 @attrs.frozen(slots=True)
@@ -83,6 +101,51 @@ class ConnectLink:
     url: str
     provider_ref: str | None = None
     expires_at: datetime | None = None
+
+
+@attrs.frozen(slots=True)
+class ConsentInstitution:
+    institution_id: str
+    login_ref: str  # the provider's institution login id: name it to revoke this arrangement alone
+    status: str  # active | revoked | expired
+    name: str | None = None
+
+
+@attrs.frozen(slots=True)
+class ConsentTerms:
+    purpose: str | None = None
+    data_scopes: tuple[str, ...] = ()
+    access_from: datetime | None = None
+    access_until: datetime | None = None
+    transactions_from: date | None = None
+    institutions: tuple[ConsentInstitution, ...] = ()
+
+
+@attrs.frozen(slots=True)
+class Report:
+    id: str
+    provider: str
+    customer_id: str
+    consent_id: str
+    type: str
+    status: ReportStatus
+    created_at: datetime
+    updated_at: datetime
+    provider_ref: str
+    interval_types: tuple[str, ...] = ()
+    status_reason: str | None = None
+
+
+@attrs.frozen(slots=True)
+class Application:
+    id: str
+    provider: str
+    provider_ref: str
+    access_model: str
+    name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
 
 
 @attrs.frozen(slots=True)
@@ -101,6 +164,9 @@ class Consent:
     revoked_at: datetime | None = None
     expires_at: datetime | None = None
     status_reason: str | None = None
+    # What the end user agreed to, where the provider records it (CDR consents): purpose, data scopes, access
+    # period, how far back transactions may be read, and the institutions under the consent.
+    terms: ConsentTerms | None = None
 
 
 @attrs.frozen(slots=True)

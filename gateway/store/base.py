@@ -8,7 +8,9 @@ from __future__ import annotations
 import abc
 from datetime import datetime
 
-from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord, InboundEventRecord
+from gateway.store.records import (
+    AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, InboundEventRecord, ReportRecord,
+)
 
 
 class Store(abc.ABC):
@@ -31,6 +33,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def find_customer(self, tenant: str, provider: str, external_ref: str) -> CustomerRecord | None: ...
+
+    @abc.abstractmethod
+    async def find_customers_by_ref(self, provider: str, provider_ref: str) -> list[CustomerRecord]:
+        """Customers of any tenant with this upstream id (webhooks carry no tenant)."""
+
+    @abc.abstractmethod
+    async def set_consumer_ref(self, tenant: str, customer_id: str, consumer_ref: str) -> bool:
+        """Record the customer's consumer once; False when it already had one."""
 
     # consents
     @abc.abstractmethod
@@ -62,7 +72,47 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
-        """Delete everything stored from a consent (accounts and their cached data). Returns rows removed."""
+        """Delete everything stored from a consent (accounts, their cached data, reports). Returns rows removed."""
+
+    @abc.abstractmethod
+    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...]) -> int:
+        """In one transaction: write the consent and delete what was stored from the accounts it no longer covers
+        (everything, when it has ended). Returns rows removed."""
+
+    # reports
+    @abc.abstractmethod
+    async def insert_report(self, record: ReportRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_report(self, tenant: str, report_id: str) -> ReportRecord | None: ...
+
+    @abc.abstractmethod
+    async def update_report(self, record: ReportRecord) -> bool: ...
+
+    @abc.abstractmethod
+    async def list_reports(self, tenant: str, *, customer_id: str | None, limit: int,
+                           after: tuple[str, str] | None) -> list[ReportRecord]:
+        """Newest first, like list_consents."""
+
+    @abc.abstractmethod
+    async def find_reports_by_ref(self, provider: str, provider_ref: str) -> list[ReportRecord]: ...
+
+    # applications registered with providers
+    @abc.abstractmethod
+    async def insert_application(self, record: ApplicationRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_application(self, tenant: str, application_id: str) -> ApplicationRecord | None: ...
+
+    @abc.abstractmethod
+    async def update_application(self, record: ApplicationRecord) -> None: ...
+
+    # secrets providers issue at run time (e.g. a webhook signing key), sealed by gateway.vault
+    @abc.abstractmethod
+    async def put_secret(self, provider: str, name: str, sealed: bytes, updated_at: datetime) -> None: ...
+
+    @abc.abstractmethod
+    async def get_secret(self, provider: str, name: str) -> bytes | None: ...
 
     # inbound provider events
     @abc.abstractmethod
@@ -70,9 +120,12 @@ class Store(abc.ABC):
         """Consents of any tenant that an upstream reference names (webhooks carry no tenant). Newest first."""
 
     @abc.abstractmethod
-    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None) -> bool:
+    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None, *,
+                                   forget_account_refs: tuple[str, ...] = (),
+                                   report: ReportRecord | None = None) -> bool:
         """In one transaction: keep the event and, with it, the consent's new state (deleting what a consent that
-        ended leaves behind). False, and nothing written, when the event was already received."""
+        ended leaves behind, or the accounts in `forget_account_refs`) and the report's new state. False, and
+        nothing written, when the event was already received."""
 
     @abc.abstractmethod
     async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]: ...

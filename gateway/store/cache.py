@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Any, Callable
 
 from gateway.store.base import Store
-from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord, InboundEventRecord
+from gateway.store.records import (
+    AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, InboundEventRecord, ReportRecord,
+)
 
 
 class CachedStore(Store):
@@ -68,6 +70,20 @@ class CachedStore(Store):
     async def find_customer(self, tenant: str, provider: str, external_ref: str) -> CustomerRecord | None:
         return await self.inner.find_customer(tenant, provider, external_ref)
 
+    async def find_customers_by_ref(self, provider: str, provider_ref: str) -> list[CustomerRecord]:
+        return await self.inner.find_customers_by_ref(provider, provider_ref)
+
+    async def set_consumer_ref(self, tenant: str, customer_id: str, consumer_ref: str) -> bool:
+        return await self._writing(self.inner.set_consumer_ref(tenant, customer_id, consumer_ref))
+
+    async def _writing(self, write: Any) -> Any:
+        """Run a write with the cache cleared before and after (a concurrent read may refill it in between)."""
+        self.invalidate()
+        try:
+            return await write
+        finally:
+            self.invalidate()
+
     async def insert_consent(self, record: ConsentRecord) -> None:
         try:
             await self.inner.insert_consent(record)
@@ -112,15 +128,49 @@ class CachedStore(Store):
         finally:
             self.invalidate()
 
+    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...]) -> int:
+        return await self._writing(self.inner.forget_accounts(consent, account_refs))
+
     async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:
         return await self.inner.find_consents_by_ref(provider, provider_ref)
 
-    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None) -> bool:
-        self.invalidate()
-        try:
-            return await self.inner.record_inbound_event(event, consent)
-        finally:
-            self.invalidate()
+    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None, *,
+                                   forget_account_refs: tuple[str, ...] = (),
+                                   report: ReportRecord | None = None) -> bool:
+        return await self._writing(self.inner.record_inbound_event(
+            event, consent, forget_account_refs=forget_account_refs, report=report))
+
+    # Reports, applications and provider secrets are not on the hot path: straight to the store.
+    async def insert_report(self, record: ReportRecord) -> None:
+        await self.inner.insert_report(record)
+
+    async def get_report(self, tenant: str, report_id: str) -> ReportRecord | None:
+        return await self.inner.get_report(tenant, report_id)
+
+    async def update_report(self, record: ReportRecord) -> bool:
+        return await self.inner.update_report(record)
+
+    async def list_reports(self, tenant: str, *, customer_id: str | None, limit: int,
+                           after: tuple[str, str] | None) -> list[ReportRecord]:
+        return await self.inner.list_reports(tenant, customer_id=customer_id, limit=limit, after=after)
+
+    async def find_reports_by_ref(self, provider: str, provider_ref: str) -> list[ReportRecord]:
+        return await self.inner.find_reports_by_ref(provider, provider_ref)
+
+    async def insert_application(self, record: ApplicationRecord) -> None:
+        await self.inner.insert_application(record)
+
+    async def get_application(self, tenant: str, application_id: str) -> ApplicationRecord | None:
+        return await self.inner.get_application(tenant, application_id)
+
+    async def update_application(self, record: ApplicationRecord) -> None:
+        await self.inner.update_application(record)
+
+    async def put_secret(self, provider: str, name: str, sealed: bytes, updated_at: datetime) -> None:
+        await self.inner.put_secret(provider, name, sealed, updated_at)
+
+    async def get_secret(self, provider: str, name: str) -> bytes | None:
+        return await self.inner.get_secret(provider, name)
 
     async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]:
         return await self.inner.list_inbound_events(provider, limit=limit)

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from gateway.models import ConsentStatus, CustomerType
+from gateway.models import ConsentStatus, CustomerType, ReportStatus
 
 
 @attrs.define(slots=True)
@@ -18,6 +18,9 @@ class CustomerRecord:
     type: CustomerType
     external_ref: str
     created_at: datetime
+    category: str = "individual"
+    abn: str | None = None
+    consumer_ref: str | None = None
 
 
 @attrs.define(slots=True)
@@ -74,3 +77,34 @@ class InboundEventRecord:
     payload: dict[str, Any]
     tenant: str | None = None
     consent_id: str | None = None
+
+
+@attrs.define(slots=True)
+class ReportRecord:
+    """A report asked of a provider for a customer, under the consent that allowed it."""
+    id: str
+    tenant: str
+    provider: str
+    customer_id: str
+    consent_id: str
+    type: str
+    status: ReportStatus
+    provider_ref: str
+    created_at: datetime
+    updated_at: datetime
+    interval_types: tuple[str, ...] = ()
+    status_reason: str | None = None
+
+
+@attrs.define(slots=True)
+class ApplicationRecord:
+    """An application registered with a provider (the CDR requires one per product); owned by a tenant."""
+    id: str
+    tenant: str
+    provider: str
+    provider_ref: str
+    access_model: str
+    name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime

@@ -18,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 import orjson
 
-from gateway.models import ConsentStatus, CustomerType
+from gateway.models import ConsentStatus, CustomerType, ReportStatus
 from gateway.models.serialize import dumps
 from gateway.models.time import UTC
 from gateway.store.base import Store
-from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord, InboundEventRecord
+from gateway.store.records import (
+    AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, InboundEventRecord, ReportRecord,
+)
 
 T = TypeVar("T")
 
@@ -59,6 +61,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX consents_by_ref ON consents (provider, provider_ref);
     """,
+    """
+    ALTER TABLE customers ADD COLUMN category TEXT NOT NULL DEFAULT 'individual';
+    ALTER TABLE customers ADD COLUMN abn TEXT;
+    ALTER TABLE customers ADD COLUMN consumer_ref TEXT;
+    CREATE INDEX customers_by_ref ON customers (provider, provider_ref);
+    CREATE TABLE reports (
+        tenant TEXT NOT NULL, id TEXT NOT NULL, provider TEXT NOT NULL, customer_id TEXT NOT NULL,
+        consent_id TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL, provider_ref TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, interval_types TEXT NOT NULL, status_reason TEXT,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE INDEX reports_by_customer ON reports (tenant, customer_id, created_at, id);
+    CREATE INDEX reports_by_consent ON reports (tenant, consent_id);
+    CREATE INDEX reports_by_ref ON reports (provider, provider_ref);
+    CREATE TABLE applications (
+        tenant TEXT NOT NULL, id TEXT NOT NULL, provider TEXT NOT NULL, provider_ref TEXT NOT NULL,
+        access_model TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE provider_secrets (
+        provider TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (provider, name)
+    );
+    """,
 ]
 
 
@@ -92,6 +119,43 @@ def _consent(row: Any) -> ConsentRecord:
         authorised_at=_dt(row[12]), revoked_at=_dt(row[13]), expires_at=_dt(row[14]), status_reason=row[15],
         upstream=orjson.loads(row[16]),
     )
+
+
+_REPORT_COLS = ("tenant, id, provider, customer_id, consent_id, type, status, provider_ref, created_at, updated_at, "
+                "interval_types, status_reason")
+
+
+def _report_row(r: ReportRecord) -> tuple[Any, ...]:
+    return (r.tenant, r.id, r.provider, r.customer_id, r.consent_id, r.type, r.status.value, r.provider_ref,
+            _ts(r.created_at), _ts(r.updated_at), orjson.dumps(list(r.interval_types)).decode(), r.status_reason)
+
+
+def _report(row: Any) -> ReportRecord:
+    return ReportRecord(tenant=row[0], id=row[1], provider=row[2], customer_id=row[3], consent_id=row[4], type=row[5],
+                        status=ReportStatus(row[6]), provider_ref=row[7], created_at=_dt(row[8]),
+                        updated_at=_dt(row[9]), interval_types=tuple(orjson.loads(row[10])), status_reason=row[11])
+
+
+_APPLICATION_COLS = "tenant, id, provider, provider_ref, access_model, name, status, created_at, updated_at"
+
+
+def _application(row: Any) -> ApplicationRecord:
+    return ApplicationRecord(tenant=row[0], id=row[1], provider=row[2], provider_ref=row[3], access_model=row[4],
+                             name=row[5], status=row[6], created_at=_dt(row[7]), updated_at=_dt(row[8]))
+
+
+def _forget(db: sqlite3.Connection, tenant: str, consent_id: str, final: bool,
+            account_refs: tuple[str, ...]) -> int:
+    """Delete what a consent left behind: everything when it ended, else the accounts it no longer covers."""
+    if final:
+        removed = db.execute("DELETE FROM accounts WHERE tenant = ? AND consent_id = ?", (tenant, consent_id)).rowcount
+        return removed + db.execute("DELETE FROM reports WHERE tenant = ? AND consent_id = ?",
+                                    (tenant, consent_id)).rowcount
+    removed = 0
+    for ref in account_refs:
+        removed += db.execute("DELETE FROM accounts WHERE tenant = ? AND consent_id = ? AND provider_ref = ?",
+                              (tenant, consent_id, ref)).rowcount
+    return removed
 
 
 def _account(row: Any) -> AccountRecord:
@@ -197,26 +261,39 @@ class SQLiteStore(Store):
         return self._one("SELECT 1", ()) == (1,)
 
     # --- customers ----------------------------------------------------------------------------------------------
+    _CUSTOMER_COLS = "tenant, id, provider, provider_ref, type, external_ref, created_at, category, abn, consumer_ref"
+
     async def insert_customer(self, r: CustomerRecord) -> None:
-        row = (r.tenant, r.id, r.provider, r.provider_ref, r.type.value, r.external_ref, _ts(r.created_at))
+        row = (r.tenant, r.id, r.provider, r.provider_ref, r.type.value, r.external_ref, _ts(r.created_at),
+               r.category, r.abn, r.consumer_ref)
         await self._write(lambda db: db.execute(
-            "INSERT INTO customers (tenant, id, provider, provider_ref, type, external_ref, created_at) "
-            "VALUES (?,?,?,?,?,?,?)", row))
+            f"INSERT INTO customers ({self._CUSTOMER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)", row))
+
+    async def set_consumer_ref(self, tenant: str, customer_id: str, consumer_ref: str) -> bool:
+        return await self._write(lambda db: db.execute(
+            "UPDATE customers SET consumer_ref = ? WHERE tenant = ? AND id = ? AND consumer_ref IS NULL",
+            (consumer_ref, tenant, customer_id)).rowcount == 1)
 
     @staticmethod
     def _customer(row: Any) -> CustomerRecord:
         return CustomerRecord(tenant=row[0], id=row[1], provider=row[2], provider_ref=row[3], type=CustomerType(row[4]),
-                              external_ref=row[5], created_at=_dt(row[6]))
+                              external_ref=row[5], created_at=_dt(row[6]), category=row[7], abn=row[8],
+                              consumer_ref=row[9])
 
     async def get_customer(self, tenant: str, customer_id: str) -> CustomerRecord | None:
-        row = self._one("SELECT tenant, id, provider, provider_ref, type, external_ref, created_at FROM customers "
-                        "WHERE tenant = ? AND id = ?", (tenant, customer_id))
+        row = self._one(f"SELECT {self._CUSTOMER_COLS} FROM customers WHERE tenant = ? AND id = ?",
+                        (tenant, customer_id))
         return self._customer(row) if row else None
 
     async def find_customer(self, tenant: str, provider: str, external_ref: str) -> CustomerRecord | None:
-        row = self._one("SELECT tenant, id, provider, provider_ref, type, external_ref, created_at FROM customers "
-                        "WHERE tenant = ? AND provider = ? AND external_ref = ?", (tenant, provider, external_ref))
+        row = self._one(f"SELECT {self._CUSTOMER_COLS} FROM customers WHERE tenant = ? AND provider = ? "
+                        "AND external_ref = ?", (tenant, provider, external_ref))
         return self._customer(row) if row else None
+
+    async def find_customers_by_ref(self, provider: str, provider_ref: str) -> list[CustomerRecord]:
+        rows = self._all(f"SELECT {self._CUSTOMER_COLS} FROM customers WHERE provider = ? AND provider_ref = ?",
+                         (provider, provider_ref))
+        return [self._customer(row) for row in rows]
 
     # --- consents -----------------------------------------------------------------------------------------------
     async def insert_consent(self, r: ConsentRecord) -> None:
@@ -279,8 +356,79 @@ class SQLiteStore(Store):
         return [_account(row) for row in rows]
 
     async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
+        return await self._write(lambda db: _forget(db, tenant, consent_id, True, ()))
+
+    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...]) -> int:
+        consent_row = _consent_row(consent)
+
+        def apply(db: sqlite3.Connection) -> int:
+            sets = ", ".join(f"{c.strip()} = ?" for c in _CONSENT_COLS.split(",")[2:])
+            db.execute(f"UPDATE consents SET {sets} WHERE tenant = ? AND id = ?",
+                       consent_row[2:] + (consent.tenant, consent.id))
+            return _forget(db, consent.tenant, consent.id, consent.status.is_final, account_refs)
+
+        return await self._write(apply)
+
+    # --- reports ------------------------------------------------------------------------------------------------
+    async def insert_report(self, r: ReportRecord) -> None:
+        row = _report_row(r)
+        await self._write(lambda db: db.execute(
+            f"INSERT INTO reports ({_REPORT_COLS}) VALUES ({','.join('?' * 12)})", row))
+
+    async def get_report(self, tenant: str, report_id: str) -> ReportRecord | None:
+        row = self._one(f"SELECT {_REPORT_COLS} FROM reports WHERE tenant = ? AND id = ?", (tenant, report_id))
+        return _report(row) if row else None
+
+    async def update_report(self, r: ReportRecord) -> bool:
         return await self._write(lambda db: db.execute(
-            "DELETE FROM accounts WHERE tenant = ? AND consent_id = ?", (tenant, consent_id)).rowcount)
+            "UPDATE reports SET status = ?, updated_at = ?, status_reason = ? WHERE tenant = ? AND id = ?",
+            (r.status.value, _ts(r.updated_at), r.status_reason, r.tenant, r.id)).rowcount == 1)
+
+    async def list_reports(self, tenant: str, *, customer_id: str | None, limit: int,
+                           after: tuple[str, str] | None) -> list[ReportRecord]:
+        where, params = ["tenant = ?"], [tenant]
+        if customer_id is not None:
+            where.append("customer_id = ?")
+            params.append(customer_id)
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [after[0], after[0], after[1]]
+        sql = (f"SELECT {_REPORT_COLS} FROM reports WHERE {' AND '.join(where)} "
+               "ORDER BY created_at DESC, id DESC LIMIT ?")
+        return [_report(row) for row in self._all(sql, (*params, limit))]
+
+    async def find_reports_by_ref(self, provider: str, provider_ref: str) -> list[ReportRecord]:
+        rows = self._all(f"SELECT {_REPORT_COLS} FROM reports WHERE provider = ? AND provider_ref = ?",
+                         (provider, provider_ref))
+        return [_report(row) for row in rows]
+
+    # --- applications -------------------------------------------------------------------------------------------
+    async def insert_application(self, r: ApplicationRecord) -> None:
+        row = (r.tenant, r.id, r.provider, r.provider_ref, r.access_model, r.name, r.status, _ts(r.created_at),
+               _ts(r.updated_at))
+        await self._write(lambda db: db.execute(
+            f"INSERT INTO applications ({_APPLICATION_COLS}) VALUES (?,?,?,?,?,?,?,?,?)", row))
+
+    async def get_application(self, tenant: str, application_id: str) -> ApplicationRecord | None:
+        row = self._one(f"SELECT {_APPLICATION_COLS} FROM applications WHERE tenant = ? AND id = ?",
+                        (tenant, application_id))
+        return _application(row) if row else None
+
+    async def update_application(self, r: ApplicationRecord) -> None:
+        await self._write(lambda db: db.execute(
+            "UPDATE applications SET status = ?, updated_at = ? WHERE tenant = ? AND id = ?",
+            (r.status, _ts(r.updated_at), r.tenant, r.id)))
+
+    # --- secrets the providers issue (sealed by gateway.vault before they get here) ----------------------------------
+    async def put_secret(self, provider: str, name: str, sealed: bytes, updated_at: datetime) -> None:
+        await self._write(lambda db: db.execute(
+            "INSERT INTO provider_secrets (provider, name, sealed, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT (provider, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            (provider, name, sealed, _ts(updated_at))))
+
+    async def get_secret(self, provider: str, name: str) -> bytes | None:
+        row = self._one("SELECT sealed FROM provider_secrets WHERE provider = ? AND name = ?", (provider, name))
+        return bytes(row[0]) if row else None
 
     # --- inbound provider events ---------------------------------------------------------------------------------
     async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:
@@ -288,7 +436,9 @@ class SQLiteStore(Store):
                          "ORDER BY created_at DESC", (provider, provider_ref))
         return [_consent(row) for row in rows]
 
-    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None) -> bool:
+    async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None, *,
+                                   forget_account_refs: tuple[str, ...] = (),
+                                   report: ReportRecord | None = None) -> bool:
         row = (event.provider, event.event_id, event.type, _ts(event.received_at), event.tenant, event.consent_id,
                dumps(event.payload).decode())
         consent_row = _consent_row(consent) if consent is not None else None
@@ -301,8 +451,11 @@ class SQLiteStore(Store):
                 sets = ", ".join(f"{c.strip()} = ?" for c in _CONSENT_COLS.split(",")[2:])
                 db.execute(f"UPDATE consents SET {sets} WHERE tenant = ? AND id = ?",
                            consent_row[2:] + (consent.tenant, consent.id))
-                if consent.status.is_final:
-                    db.execute("DELETE FROM accounts WHERE tenant = ? AND consent_id = ?", (consent.tenant, consent.id))
+                _forget(db, consent.tenant, consent.id, consent.status.is_final, forget_account_refs)
+            if inserted and report is not None:
+                db.execute("UPDATE reports SET status = ?, updated_at = ?, status_reason = ? WHERE tenant = ? AND id = ?",
+                           (report.status.value, _ts(report.updated_at), report.status_reason, report.tenant,
+                            report.id))
             return inserted
 
         return await self._write(apply)

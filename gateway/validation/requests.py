@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from urllib.parse import urlsplit
 
 import attrs
 
-from gateway.models import CustomerType
+from gateway.models import CustomerCategory, CustomerType
 from gateway.validation.body import FieldValueError
 
 PERMISSIONS = ("accounts", "balances", "transactions", "details", "owner")
@@ -82,6 +83,72 @@ class CreateCustomerRequest:
     last_name: str | None = attrs.field(default=None, validator=_optional(_length(1, 100)))
     email: str | None = attrs.field(default=None, validator=_optional(_matches(_EMAIL, "an email address")))
     phone: str | None = attrs.field(default=None, validator=_optional(_matches(_PHONE, "a phone number")))
+    category: CustomerCategory = CustomerCategory.INDIVIDUAL
+    # Australian Business Number (business customers in AU): 11 digits, spaces allowed as printed.
+    abn: str | None = attrs.field(default=None, converter=lambda v: v.replace(" ", "") if isinstance(v, str) else v,
+                                  validator=_optional(_matches(re.compile(r"^[0-9]{11}$"), "11 digits")))
+
+    def __attrs_post_init__(self) -> None:
+        if self.abn is not None and self.category is not CustomerCategory.BUSINESS:
+            raise FieldValueError("abn", "only business customers have an ABN")
+
+
+@attrs.frozen
+class CreateConsumerRequest:
+    """The person a customer's reports are about."""
+    first_name: str = attrs.field(validator=_length(1, 100))
+    last_name: str = attrs.field(validator=_length(1, 100))
+    email: str | None = attrs.field(default=None, validator=_optional(_matches(_EMAIL, "an email address")))
+    phone: str | None = attrs.field(default=None, validator=_optional(_matches(_PHONE, "a phone number")))
+
+
+@attrs.frozen
+class DashboardRequest:
+    redirect_uri: str | None = attrs.field(default=None, validator=_optional(_redirect_uri))
+
+
+REPORT_TYPES = ("voa", "voi", "cash_flow")
+
+
+def _report_type(_inst, attr, value: str) -> None:
+    if value not in REPORT_TYPES:
+        raise FieldValueError(attr.name, f"must be one of {', '.join(REPORT_TYPES)}")
+
+
+def _unique(_inst, attr, value: tuple[str, ...]) -> None:
+    if len(set(value)) != len(value):
+        raise FieldValueError(attr.name, "must not repeat")
+
+
+@attrs.frozen
+class CreateReportRequest:
+    customer_id: str = attrs.field(validator=_length(4, 64))
+    type: str = attrs.field(validator=_report_type)
+    # The consent whose accounts the report reads; default: the customer's newest authorised consent.
+    consent_id: str | None = attrs.field(default=None, validator=_optional(_length(4, 64)))
+    interval_types: tuple[str, ...] = attrs.field(default=(), validator=_unique)
+    from_date: date | None = None
+    account_ids: tuple[str, ...] = attrs.field(default=(), validator=_unique)
+
+
+@attrs.frozen
+class RegisterApplicationRequest:
+    provider: str = attrs.field(validator=_matches(_PROVIDER, "a provider id"))
+    access_model: str = attrs.field(validator=_length(1, 40))
+    name: str | None = None
+    description: str | None = None
+    url: str | None = None
+    image: str | None = None
+    legal_entity_name: str | None = None
+    policy_url: str | None = None
+    data_complaints_email: str | None = None
+    copyright_logo: str | None = None
+    business_name: str | None = None
+    from_email: str | None = None
+    reply_to_email: str | None = None
+    organisation_id: str | None = None
+    software_id: str | None = None
+    disclosure_type: str | None = None
 
 
 @attrs.frozen

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import enum
+import re
+from datetime import date
 from typing import Any
 
 import cattrs
@@ -36,6 +38,21 @@ def _enum(value: Any, cls: type[enum.Enum]) -> enum.Enum:
         raise ValueError(f"must be one of: {', '.join(str(m.value) for m in cls)}") from None
 
 
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _iso_date(value: Any, _: type) -> date:
+    if not isinstance(value, str):
+        raise TypeError("expected a date string (YYYY-MM-DD)")
+    try:
+        if not _DATE.fullmatch(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a date in the form YYYY-MM-DD") from None
+
+
+converter.register_structure_hook(date, _iso_date)
 converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(int, _strict_int)

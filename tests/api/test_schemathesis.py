@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway.api.app import create_app
 from gateway.config import parse_config
-from tests.conftest import DEV, local_raw_config
+from tests.conftest import DEV, local_raw_config, unused_port
 from tests.openapi_check import document, validate_response
 
 CHECKS = [
@@ -63,10 +63,10 @@ class BackgroundGateway:
     def _run(self, coro: Any, timeout: float = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def start(self) -> str:
+    def start(self, port: int = 0) -> str:
         self.thread.start()
         self._run(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
         self._run(site.start())
         host, port = self.runner.addresses[0][:2]
         return f"http://{host}:{port}"
@@ -92,6 +92,12 @@ class KnownIds:
     consent_id: str
     account_consent_id: str
     accounts: tuple[tuple[str, str], ...]  # (id, type)
+    # mastercard-au resources, for the operations only it offers (reports, consumers, applications, CDR consents)
+    au_customer_id: str
+    au_consent_id: str
+    report_id: str
+    application_id: str
+    login_ref: str
 
     def for_path(self, operation_path: str, name: str, generated: str) -> str | None:
         """The real id to use instead of a generated one, chosen by the generated value (so deterministic)."""
@@ -100,7 +106,15 @@ class KnownIds:
             return None  # keep one in four random ids: they must answer 404
         if name == "account_id":
             return self.accounts[pick % len(self.accounts)][0]
-        return {"customer_id": self.customer_id, "consent_id": self.consent_id}.get(name)
+        if any(part in operation_path for part in AU_ONLY_PATHS):
+            return {"customer_id": self.au_customer_id, "consent_id": self.au_consent_id,
+                    "login_ref": self.login_ref}.get(name)
+        return {"customer_id": self.customer_id, "consent_id": self.consent_id, "report_id": self.report_id,
+                "application_id": self.application_id}.get(name)
+
+
+AU = "mastercard-au"
+AU_ONLY_PATHS = ("/consumer", "/consent-dashboard", "/institution-logins/")
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +126,10 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     raw["logging"] = {"format": "json", "level": "warning"}
     for adapter in raw["adapters"].values():
         adapter["sandbox_port"] = 0
+    port = unused_port()  # its public URL must be its real address: providers call back there
+    raw["server"]["public_url"] = f"http://127.0.0.1:{port}"
     server = BackgroundGateway(create_app(parse_config(raw, source="test")))
-    base_url = server.start()
+    base_url = server.start(port)
     try:
         served = requests.get(f"{base_url}/openapi.json", timeout=10)
         assert served.status_code == 200 and served.json() == document(), "the app serves another contract"
@@ -128,7 +144,7 @@ def _call(method: str, url: str, expect: int, **kwargs: Any) -> Any:
     return resp.json()
 
 
-def _authorised_consent(base_url: str, customer_id: str) -> str:
+def _authorised_consent(base_url: str, customer_id: str) -> dict[str, Any]:
     consent = _call("POST", f"{base_url}/v1/consents", 201,
                     json={"customer_id": customer_id, "redirect_uri": "https://app.example.com/callback"})
     approved = requests.post(consent["authorisation_url"], timeout=15)  # the simulated end user approves
@@ -136,24 +152,34 @@ def _authorised_consent(base_url: str, customer_id: str) -> str:
     done = _call("POST", f"{base_url}/v1/consents/{consent['id']}/complete", 200,
                  json={"redirect_result": approved.json()["redirect_to"]})
     assert done["status"] == "authorised", done
-    return str(done["id"])
+    return dict(done)
 
 
-def _new_customer(base_url: str) -> str:
+def _new_customer(base_url: str, provider: str = PROVIDER) -> str:
     customer = _call("POST", f"{base_url}/v1/customers", 201,
-                     json={"provider": PROVIDER, "external_ref": f"contract{secrets.token_hex(4)}"})
+                     json={"provider": provider, "external_ref": f"contract{secrets.token_hex(4)}"})
     return str(customer["id"])
 
 
 @pytest.fixture(scope="module")
 def known_ids(live_gateway: str) -> KnownIds:
     customer_id = _new_customer(live_gateway)
-    consent_id = _authorised_consent(live_gateway, customer_id)
-    account_consent_id = _authorised_consent(live_gateway, _new_customer(live_gateway))
+    consent_id = _authorised_consent(live_gateway, customer_id)["id"]
+    account_consent_id = _authorised_consent(live_gateway, _new_customer(live_gateway))["id"]
     accounts = _call("GET", f"{live_gateway}/v1/accounts", 200, params={"consent_id": account_consent_id})["data"]
     assert accounts, "the simulator shares no accounts"
+    au_customer_id = _new_customer(live_gateway, AU)
+    au_consent = _authorised_consent(live_gateway, au_customer_id)
+    _call("POST", f"{live_gateway}/v1/customers/{au_customer_id}/consumer", 201,
+          json={"first_name": "Ruby", "last_name": "Taylor"})
+    report = _call("POST", f"{live_gateway}/v1/reports", 202, json={"customer_id": au_customer_id, "type": "voa"})
+    application = _call("POST", f"{live_gateway}/v1/applications", 201, json={
+        "provider": AU, "access_model": "CDR_REPRESENTATIVE", "name": "Contract", "description": "Contract tests",
+        "url": "https://contract.example.com", "image": "iVBORw0KGgo="})
     return KnownIds(customer_id=customer_id, consent_id=consent_id, account_consent_id=account_consent_id,
-                    accounts=tuple((a["id"], a["type"]) for a in accounts))
+                    accounts=tuple((a["id"], a["type"]) for a in accounts), au_customer_id=au_customer_id,
+                    au_consent_id=au_consent["id"], report_id=report["id"], application_id=application["id"],
+                    login_ref=au_consent["terms"]["institutions"][0]["login_ref"])
 
 
 def _use_known_ids(case: schemathesis.Case, ids: KnownIds) -> None:
@@ -239,8 +265,8 @@ def test_non_deposit_accounts_get_documented_answers(live_gateway: str, known_id
 
 def test_revoking_a_consent_leaves_another_consents_accounts_readable(live_gateway: str) -> None:
     customer_id = _new_customer(live_gateway)
-    first = _authorised_consent(live_gateway, customer_id)
-    second = _authorised_consent(live_gateway, customer_id)
+    first = _authorised_consent(live_gateway, customer_id)["id"]
+    second = _authorised_consent(live_gateway, customer_id)["id"]
     listed = _call("GET", f"{live_gateway}/v1/accounts", 200, params={"consent_id": second})["data"]
     _call("POST", f"{live_gateway}/v1/consents/{first}/revoke", 200)
     gone = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ def _free_port() -> int:
 
 def _config(tmp_path: Path, port: int) -> Path:
     text = (ROOT / "config" / "local.toml").read_text()
-    text = text.replace("sandbox_port = 8181", "sandbox_port = 0").replace("sandbox_port = 8182", "sandbox_port = 0")
+    text = re.sub(r"sandbox_port = \d+", "sandbox_port = 0", text)
     text = text.replace('url = "sqlite:///var/gateway.db"', f'url = "sqlite:///{tmp_path}/gw.db"')
     text = text.replace('public_url = "http://127.0.0.1:8080"', f'public_url = "http://127.0.0.1:{port}"')
     path = tmp_path / "local.toml"
@@ -56,7 +57,7 @@ def test_serve_starts_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert body == {"status": "ready", "checks": {"store": "ok"}}
         status, providers = _get(f"http://127.0.0.1:{port}/v1/providers", DEV)
-        assert status == 200 and {p["id"] for p in providers["data"]} == {"mastercard-us", "thredd"}
+        assert status == 200 and {p["id"] for p in providers["data"]} == {"mastercard-us", "mastercard-au", "thredd"}
         assert _get(f"http://127.0.0.1:{port}/v1/providers")[0] == 401
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

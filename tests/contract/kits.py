@@ -17,6 +17,8 @@ class ProviderKit:
     consent: dict[str, Any] = attrs.field(factory=dict)  # body extras for POST /v1/consents
     end_user: dict[str, Any] = attrs.field(factory=dict)  # what the simulated end user chooses
     payment_scheme: str | None = None  # the payment-coordinates scheme its accounts expose
+    consumer: dict[str, Any] | None = None  # body for POST /v1/customers/{id}/consumer, where reports need one
+    report_types: tuple[str, ...] = ()  # report types its test customers can have
 
 
 KITS: dict[str, ProviderKit] = {
@@ -25,6 +27,14 @@ KITS: dict[str, ProviderKit] = {
         customer={"type": "testing"},
         end_user={"institution_id": "102105", "username": "profile_03"},
         payment_scheme="us_ach",
+    ),
+    "mastercard-au": ProviderKit(
+        provider="mastercard-au",
+        customer={"type": "testing"},
+        end_user={"institution_id": "200003", "username": "profile_4110"},
+        payment_scheme="au_bsb",
+        consumer={"first_name": "Charlotte", "last_name": "Wilson"},
+        report_types=("voa", "voi"),
     ),
     "thredd": ProviderKit(
         provider="thredd",

@@ -5,6 +5,7 @@ every response is checked against the OpenAPI contract.
 """
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import date, timedelta
 from decimal import Decimal
@@ -46,6 +47,7 @@ def _caps(provider: str) -> frozenset[str]:
 
 
 async def _authorised(api: Api, kit: ProviderKit) -> dict[str, Any]:
+    """An authorised consent; its `customer_id` names the customer when the provider has customers."""
     body: dict[str, Any] = {"redirect_uri": "https://app.example.com/cb", **kit.consent}
     if kit.customer is not None:
         customer = await api.call("POST", "/v1/customers", 201, json={
@@ -124,6 +126,51 @@ async def test_account_information_scenario(gateway, provider: str) -> None:  # 
         await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 403)
 
 
+async def test_report_scenario(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    caps = _caps(provider)
+    if not {"create_consumer", "create_report", "get_report", "get_report_content"} <= caps:
+        pytest.skip(f"{provider} has no reports")
+    api, kit = Api(gateway), _kit(provider)
+    consent = await _authorised(api, kit)
+    customer_id = consent["customer_id"]
+    customer = await api.call("POST", f"/v1/customers/{customer_id}/consumer", 201, json=kit.consumer)
+    assert customer["consumer_ref"]
+    await api.call("POST", f"/v1/customers/{customer_id}/consumer", 409, json=kit.consumer)
+    for report_type in kit.report_types:
+        report = await api.call("POST", "/v1/reports", 202, json={"customer_id": customer_id, "type": report_type})
+        assert report["id"].startswith("rep_") and report["status"] in ("pending", "ready")
+        for _ in range(200):
+            report = await api.call("GET", f"/v1/reports/{report['id']}", 200)
+            if report["status"] != "pending":
+                break
+            await asyncio.sleep(0.02)
+        assert report["status"] == "ready", report
+        resp = await gateway.get(f"/v1/reports/{report['id']}/content", headers=DEV)
+        assert resp.status == 200 and resp.content_type == "application/json"
+    listing = await api.call("GET", f"/v1/reports?customer_id={customer_id}", 200)
+    assert len(listing["data"]) == len(kit.report_types)
+    if "revoke_consent" in caps:
+        await api.call("POST", f"/v1/consents/{consent['id']}/revoke", 200)
+        listing = await api.call("GET", f"/v1/reports?customer_id={customer_id}", 200)
+        assert listing["data"] == []  # derived from the consent's data: gone with it
+
+
+async def test_cdr_consent_management_scenario(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    caps = _caps(provider)
+    if not {"revoke_institution_login", "consent_dashboard"} <= caps:
+        pytest.skip(f"{provider} has no per-institution consent management")
+    api, kit = Api(gateway), _kit(provider)
+    consent = await _authorised(api, kit)
+    assert consent["terms"] and consent["terms"]["institutions"]
+    dashboard = await api.call("POST", f"/v1/customers/{consent['customer_id']}/consent-dashboard", 201, json={})
+    assert dashboard["url"]
+    accounts = (await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 200))["data"]
+    login = consent["terms"]["institutions"][0]["login_ref"]
+    after = await api.call("POST", f"/v1/consents/{consent['id']}/institution-logins/{login}/revoke", 200)
+    assert after["status"] in ("revoked", "authorised")
+    await api.call("GET", f"/v1/accounts/{accounts[0]['id']}", 404)
+
+
 async def test_institutions(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
     if "list_institutions" not in _caps(provider):
         pytest.skip(f"{provider} does not list institutions")
@@ -158,7 +205,24 @@ async def test_undeclared_operations_answer_501_without_upstream_call(gateway, p
                 calls.append((op, "GET", f"/v1/accounts/{account_id}{path}", None))
     if consent_id is not None and "revoke_consent" in missing:
         calls.append(("revoke_consent", "POST", f"/v1/consents/{consent_id}/revoke", None))
+    if consent_id is not None and "revoke_institution_login" in missing:
+        calls.append(("revoke_institution_login", "POST",
+                      f"/v1/consents/{consent_id}/institution-logins/1/revoke", None))
+    customer_id = consent["customer_id"] if consent_id is not None else None
+    if customer_id is not None:
+        if "consent_dashboard" in missing:
+            calls.append(("consent_dashboard", "POST", f"/v1/customers/{customer_id}/consent-dashboard", {}))
+        if "create_consumer" in missing:
+            calls.append(("create_consumer", "POST", f"/v1/customers/{customer_id}/consumer",
+                          {"first_name": "Ann", "last_name": "Lee"}))
+        if "create_report" in missing:
+            calls.append(("create_report", "POST", "/v1/reports", {"customer_id": customer_id, "type": "voa"}))
+    if "register_application" in missing:
+        calls.append(("register_application", "POST", "/v1/applications",
+                      {"provider": provider, "access_model": "CDR_REPRESENTATIVE", "name": "App"}))
     assert calls, f"no way to reach {sorted(missing)} through the API"
+    # get_report, get_report_content, get_application and list_application_institutions act on records that
+    # only create_report / register_application make, so refusing those refuses them.
     sandbox = sandbox_of(gateway, provider)
     sandbox.calls.clear()
     for op, method, path, body in calls:

@@ -138,7 +138,7 @@ async def test_bad_partner_credentials_are_never_retried(aiohttp_client, make_co
         assert problem["source"] == "gateway" and problem["retryable"] is False
     assert len(sandbox.calls.matching(method="POST", path_regex=r"/partners/authentication$")) == 1
     health = await (await client.get("/v1/providers", headers=DEV)).json()
-    assert "rejected" in health["data"][0]["health"]["credentials"]
+    assert "rejected" in _us(health)["health"]["credentials"]
 
 
 async def test_circuit_opens_shows_and_recovers(gw, account) -> None:  # type: ignore[no-untyped-def]
@@ -152,14 +152,14 @@ async def test_circuit_opens_shows_and_recovers(gw, account) -> None:  # type: i
     assert resp.status == 503 and problem["code"] == "provider_circuit_open" and "Retry-After" in resp.headers
     assert len(_balance_calls(gw)) == calls_when_open  # no call while open
     health = await (await gw.get("/v1/providers", headers=DEV)).json()
-    assert health["data"][0]["health"]["circuit"] == "open"
+    assert _us(health)["health"]["circuit"] == "open"
     metrics = await (await gw.get("/metrics")).text()
     assert 'gateway_circuit_state{provider="mastercard-us"} 2.0' in metrics
     sandbox.faults.clear()
     await asyncio.sleep(0.6)
     assert (await gw.get(f"/v1/accounts/{account['id']}/balances", headers=DEV)).status == 200
     health = await (await gw.get("/v1/providers", headers=DEV)).json()
-    assert health["data"][0]["health"]["circuit"] == "closed"
+    assert _us(health)["health"]["circuit"] == "closed"
 
 
 async def test_retry_budget_limits_extra_calls(aiohttp_client, make_config) -> None:  # type: ignore[no-untyped-def]
@@ -185,3 +185,7 @@ async def test_upstream_metrics_by_outcome(gw, account) -> None:  # type: ignore
     assert 'gateway_upstream_calls_total{operation="get_balances",outcome="server_error",provider="mastercard-us"}' in text
     assert 'gateway_upstream_calls_total{operation="get_balances",outcome="ok",provider="mastercard-us"}' in text
     assert 'gateway_requests_total{method="GET",route="/v1/accounts/{account_id}/balances",status="200"}' in text
+
+
+def _us(listing: dict) -> dict:
+    return next(p for p in listing["data"] if p["id"] == "mastercard-us")

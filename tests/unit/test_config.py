@@ -25,6 +25,12 @@ PROD_ENV = {
     "THREDD_PARTNER_ID": "partner-9",
     "THREDD_APPLICATION_ID": "app-9",
     "THREDD_WEBHOOK_SECRET": "prod-thredd-webhook-secret",
+    "GATEWAY_ENCRYPTION_KEY": "e" * 32,
+    "MASTERCARD_AU_PARTNER_ID": "2445580000001",
+    "MASTERCARD_AU_PARTNER_SECRET": "prod-au-partner-secret-value",
+    "MASTERCARD_AU_APP_KEY": "prod-au-app-key-value",
+    "MASTERCARD_AU_ACCESS_MODEL": "ADR_OSP",
+    "MASTERCARD_AU_APPLICATION_ID": "3000001",
 }
 
 
@@ -43,6 +49,8 @@ def test_other_environments_load_with_their_variables(name: str) -> None:
     assert not adapter.embedded
     assert adapter.settings.partner_secret.reveal() == "prod-partner-secret-value"
     assert "prod-partner-secret-value" not in repr(adapter.settings)
+    au = config.adapters["mastercard-au"]
+    assert au.settings.access_model == "ADR_OSP" and not au.embedded
 
 
 @pytest.mark.parametrize("name", ENV_FILES[1:])
@@ -64,14 +72,14 @@ def test_every_problem_has_its_key_path() -> None:
     raw["adapters"]["nowhere-bank"] = {}
     raw["callers"][0]["scopes"] = ["ais:read", "root"]
     raw["callers"][1]["key_sha256"] = "not-a-hash"
-    raw["regions"]["AU"] = "mastercard-au"
+    raw["regions"]["EU"] = "ob-connect"
     raw["unexpected"] = True
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     text = "\n".join(err.value.problems)
     for expected in ("server.port", "server: extra fields found (colour)", "adapters.mastercard-us.timeouts.total",
                      "adapters.mastercard-us: extra fields found (surprise)", "adapters.nowhere-bank: unknown provider",
-                     "callers[0].scopes: unknown scope 'root'", "callers[1].key_sha256", "regions.AU",
+                     "callers[0].scopes: unknown scope 'root'", "callers[1].key_sha256", "regions.EU",
                      "unexpected: unknown key"):
         assert expected in text, f"{expected!r} not in:\n{text}"
 

@@ -6,6 +6,7 @@ import pytest
 
 from adapters.mastercard import errors as mc
 from gateway.errors import (
+    ConsentEndedUpstream,
     AccountUnavailable,
     Conflict,
     GatewayCredentialsRejected,
@@ -61,6 +62,8 @@ EXPECTED: dict[str, tuple[type[GatewayError], str, bool]] = {
     "916": (InstitutionUnavailable, "institution_unavailable", True),
     "325": (InstitutionUnavailable, "account_being_aggregated", True),
     "5006": (InstitutionUnavailable, "account_being_aggregated", True),
+    "3255006": (InstitutionUnavailable, "account_being_aggregated", True),
+    "10040": (ConsentEndedUpstream, "consent_revoked_upstream", False),
     **{code: (InstitutionUnavailable, "institution_connection_broken", False)
        for code in ("102", "320", "580", "900", "901", "902", "903", "904", "905", "906", "907", "910")},
     **{str(code): (InstitutionNotSupported, "institution_not_supported", False) for code in range(920, 930)},

@@ -1,0 +1,504 @@
+"""The mastercard-au adapter: Mastercard Open Banking Australia under the CDR, on the shared platform adapter.
+
+Beyond what the US deployment offers it keeps the CDR's rules:
+- a consent records what the end user agreed to (purpose, data scopes, access period, how far back transactions may
+  be read, the institutions under it) and the adapter refuses, before any upstream call, a data call outside them;
+- data calls name the consent receipt (`Consent-Receipt-Id`), so the platform itself refuses data of a consent that
+  has ended;
+- consent notifications are subscribed to at start, their signing key kept sealed in the store, and every
+  notification verified (`Event-Signature`, HMAC-SHA256 of the raw body) before it deletes anything;
+- Connect and report webhooks are verified with `X-Signature` (HMAC-SHA256 keyed with the partner secret).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import attrs
+import orjson
+import structlog
+
+from adapters.base import (
+    CallContext,
+    ConsentUpdate,
+    CreateConsumerInput,
+    CreateCustomerInput,
+    CreateReportInput,
+    InboundEvent,
+    RegisterApplicationInput,
+    ReportContent,
+    ReportUpdate,
+    TransactionQuery,
+)
+from adapters.mastercard.adapter import MastercardPlatformAdapter, MastercardSettings
+from adapters.mastercard.region import AU
+from adapters.mastercard_au import translate as au
+from gateway import ids
+from gateway.errors import (
+    Conflict,
+    ConsentNotActive,
+    GatewayError,
+    MalformedRequest,
+    NotApplicable,
+    NotFound,
+    ProviderBadResponse,
+    Unauthenticated,
+    ValidationFailed,
+)
+from gateway.models import Balance, ConnectLink, ConsentStatus, Owner, Page, ReportStatus, Transaction
+from gateway.models.time import utcnow
+from gateway.onboarding.applications import ACCESS_MODELS
+from gateway.secrets import Secret
+from gateway.store.records import AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, ReportRecord
+
+log = structlog.get_logger("gateway.mastercard_au")
+
+SUBSCRIPTION_ID = "consent_subscription_id"
+SIGNING_KEY = "consent_signing_key"
+_ABN_WEIGHTS = (10, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19)
+
+
+def abn_is_valid(abn: str) -> bool:
+    """The Australian Business Register's check: 11 digits, first less one, weighted sum divisible by 89."""
+    if len(abn) != 11 or not abn.isdigit():
+        return False
+    digits = [int(c) for c in abn]
+    digits[0] -= 1
+    return sum(w * d for w, d in zip(_ABN_WEIGHTS, digits)) % 89 == 0
+
+
+@attrs.frozen
+class MastercardAUSettings(MastercardSettings):
+    # How the partner takes part in the CDR (set with Mastercard): ADR_OSP, CDR_REPRESENTATIVE or BCDC.
+    access_model: str = attrs.field(default="CDR_REPRESENTATIVE", validator=attrs.validators.in_(ACCESS_MODELS))
+    # Subscribe to consent notifications at start (they are the CDR's only notice of revocation and expiry).
+    subscribe_notifications: bool = True
+    # The embedded simulator signs Connect webhooks like the provider's sample ("compact") or over the raw bytes.
+    sandbox_connect_signature: str = "compact"
+
+
+class MastercardAUAdapter(MastercardPlatformAdapter):
+    provider_id = "mastercard-au"
+    regions = frozenset({"AU"})
+    region = AU
+    settings_type = MastercardAUSettings
+    capabilities = frozenset({
+        "list_institutions", "create_customer", "create_consent", "complete_consent", "refresh_consent",
+        "revoke_consent", "list_accounts", "get_balances", "get_live_balances", "list_transactions",
+        "get_account_details", "get_account_owner", "revoke_institution_login", "consent_dashboard",
+        "create_consumer", "create_report", "get_report", "get_report_content", "register_application",
+        "get_application", "list_application_institutions",
+    })
+    webhook_channels: ClassVar[frozenset[str]] = frozenset({"consent-notifications", "connect", "reports"})
+    default_interval_types = au.DEFAULT_INTERVAL_TYPES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._signing_key: Secret | None = None
+        self.notifications_problem: str | None = None
+
+    @classmethod
+    def create_sandbox(cls, config: Any) -> Any:
+        from adapters.mastercard_au.sandbox import MastercardAUSandbox
+
+        s: MastercardAUSettings = config.settings
+        return MastercardAUSandbox(partner_id=s.partner_id, partner_secret=s.partner_secret.reveal(),
+                                   app_key=s.app_key.reveal(), token_ttl=s.sandbox_token_ttl,
+                                   access_model=s.access_model, connect_signature=s.sandbox_connect_signature)
+
+    # --- lifecycle: consent notifications -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self.settings.subscribe_notifications:
+            return
+        try:
+            outcome = await self.subscribe_notifications()
+            log.info("consent_notifications_subscribed", provider=self.provider_id, outcome=outcome)
+        except (GatewayError, LookupError) as exc:
+            # Start anyway (data calls work); health shows it and `gateway subscribe-notifications` retries.
+            self.notifications_problem = str(exc)
+            log.error("consent_notifications_not_subscribed", provider=self.provider_id, error=str(exc))
+
+    def health(self) -> dict[str, Any]:
+        out = super().health()
+        if self.notifications_problem is not None:
+            out["consent_notifications"] = f"not subscribed: {self.notifications_problem}"
+        return out
+
+    def _require_vault(self) -> Any:
+        if self.vault is None:
+            raise LookupError("security.encryption_key is not configured: the notification signing key cannot be "
+                              "stored")
+        return self.vault
+
+    async def subscribe_notifications(self) -> str:
+        """Make sure the platform sends consent notifications here, keeping the signing key sealed in the store.
+        Returns "kept", "moved" (URL updated) or "created"."""
+        vault = self._require_vault()
+        url = self.webhook_url("consent-notifications")
+        if url is None:
+            raise LookupError("server.public_url is not configured: the platform has nowhere to send notifications")
+        stored_id, key = await vault.get(self.provider_id, SUBSCRIPTION_ID), await vault.get(self.provider_id,
+                                                                                             SIGNING_KEY)
+        if stored_id is not None and key is not None:
+            path = f"/notifications/webhooks/subscriptions/{quote(stored_id.reveal(), safe='')}"
+            try:
+                current = await self.client.call("GET", path, operation="get_notification_subscription")
+            except NotFound:
+                current = None
+            if isinstance(current, dict):
+                self._signing_key = key
+                self.notifications_problem = None
+                if current.get("url") == url:
+                    return "kept"
+                await self.client.call("PUT", f"{path}/url", operation="move_notification_subscription",
+                                       json={"url": url})
+                return "moved"
+        answer = await self.client.call("POST", "/notifications/webhooks/subscriptions",
+                                        operation="subscribe_notifications",
+                                        json={"url": url, "notificationType": "CONSENT"})
+        if not isinstance(answer, dict) or not answer.get("signingKey") or not answer.get("subscriptionId"):
+            raise ProviderBadResponse(f"{self.provider_id} subscribed without a subscription id or signing key")
+        key = Secret(str(answer["signingKey"]))
+        await vault.put(self.provider_id, SIGNING_KEY, key)
+        await vault.put(self.provider_id, SUBSCRIPTION_ID, Secret(str(answer["subscriptionId"])))
+        self._signing_key = key
+        self.notifications_problem = None
+        return "created"
+
+    # --- validation before any upstream call -------------------------------------------------------------------------
+    def validate_customer_category(self, data: CreateCustomerInput) -> None:
+        model = self.settings.access_model
+        if model == "BCDC" and data.category != "business":
+            raise ValidationFailed("category: only business customers under the BCDC access model", errors=[
+                {"location": "body", "field": "category",
+                 "message": "the partner's BCDC access model allows business customers only"}])
+        if data.category == "business" and model == "BCDC" and data.abn is None:
+            raise ValidationFailed("abn: required for business customers under BCDC", errors=[
+                {"location": "body", "field": "abn", "message": "required for business customers under BCDC"}])
+        if data.abn is not None and not abn_is_valid(data.abn):
+            raise ValidationFailed("abn: not a valid Australian Business Number", errors=[
+                {"location": "body", "field": "abn", "message": "fails the ABN check digits"}])
+
+    def customer_extra(self, data: CreateCustomerInput) -> dict[str, Any]:
+        extra: dict[str, Any] = {"category": data.category.upper()}
+        if data.abn is not None:
+            extra["abn"] = data.abn
+        return extra
+
+    # --- consents ----------------------------------------------------------------------------------------------------
+    def _data_headers(self, consent: ConsentRecord) -> dict[str, str] | None:
+        return {"Consent-Receipt-Id": consent.provider_ref} if consent.provider_ref else None
+
+    def _receipt_facts(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        return {"account_refs": au.active_account_refs(receipt),
+                "terms": au.consent_terms(receipt, today=utcnow().date())}
+
+    def _redirect_rejection(self, result: dict[str, str]) -> str | None:
+        code = result.get("code", "")
+        if code and code != "200":
+            return au.CONNECT_CODES.get(code, f"Connect ended with status {code}")
+        return super()._redirect_rejection(result)
+
+    async def refresh_consent(self, ctx: CallContext, consent: ConsentRecord,
+                              customer: CustomerRecord | None) -> ConsentUpdate:
+        if not consent.provider_ref:
+            return ConsentUpdate(status=consent.status)
+        receipt = await self.client.call("GET", f"/data-sharing-consents/{quote(consent.provider_ref, safe='')}",
+                                         operation="get_consent_receipt")
+        if not isinstance(receipt, dict):
+            raise ProviderBadResponse(f"{self.provider_id} answered a consent receipt that is not an object")
+        status = au.receipt_status(receipt)
+        upstream = self._receipt_facts(receipt) if status is ConsentStatus.AUTHORISED else {}
+        return ConsentUpdate(status=status, provider_ref=consent.provider_ref, upstream=upstream,
+                             reason=None if status is ConsentStatus.AUTHORISED else f"the receipt is {status.value}")
+
+    async def revoke_institution_login(self, ctx: CallContext, consent: ConsentRecord, login_ref: str) -> ConsentUpdate:
+        terms = consent.upstream.get("terms") or {}
+        known = {i["login_ref"]: i for i in terms.get("institutions") or []}
+        if login_ref not in known:
+            raise NotFound("the consent has no institution login with this id")
+        if known[login_ref]["status"] != "active":
+            raise Conflict(f"this institution's arrangement is already {known[login_ref]['status']}")
+        assert consent.provider_ref is not None
+        await self.client.call(
+            "DELETE", f"/data-sharing-consents/{quote(consent.provider_ref, safe='')}/institutionLogins/"
+                      f"{quote(login_ref, safe='')}", operation="revoke_institution_login")
+        return await self.refresh_consent(ctx, consent, None)
+
+    async def consent_dashboard(self, ctx: CallContext, customer: CustomerRecord,
+                                redirect_uri: str | None) -> ConnectLink:
+        body: dict[str, Any] = {"partnerId": self.settings.partner_id, "customerId": customer.provider_ref}
+        if redirect_uri:
+            body["redirectUri"] = redirect_uri
+        answer = await self.client.call("POST", "/connect/v2/generate/consent/manage", operation="consent_dashboard",
+                                        json=body)
+        link = answer.get("link") if isinstance(answer, dict) else None
+        if not isinstance(link, str) or not link.startswith(("https://", "http://")):
+            raise ProviderBadResponse(f"{self.provider_id} generated no Connect Dashboard link")
+        return ConnectLink(url=link)
+
+    def connect_webhook(self) -> str | None:
+        return self.settings.webhook_url or self.webhook_url("connect")
+
+    # --- data calls inside the consent's terms -------------------------------------------------------------------------
+    def _within_consent(self, consent: ConsentRecord, operation: str) -> None:
+        terms = consent.upstream.get("terms")
+        if terms is None:
+            return  # a consent completed before the gateway recorded terms: the platform still checks the receipt
+        scope = au.SCOPE_FOR_OPERATION[operation]
+        if scope not in (terms.get("data_scopes") or ()):
+            raise ConsentNotActive(f"the end user did not consent to share this data ({scope})", code="outside_consent")
+
+    async def list_accounts(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None) -> list:
+        self._within_consent(consent, "list_accounts")
+        return await super().list_accounts(ctx, consent, customer)
+
+    async def get_balances(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> list[Balance]:
+        self._within_consent(consent, "get_balances")
+        return await super().get_balances(ctx, consent, account)
+
+    async def get_live_balances(self, ctx: CallContext, consent: ConsentRecord,
+                                account: AccountRecord) -> list[Balance]:
+        self._within_consent(consent, "get_live_balances")
+        return await super().get_live_balances(ctx, consent, account)
+
+    async def list_transactions(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord,
+                                query: TransactionQuery) -> Page[Transaction]:
+        self._within_consent(consent, "list_transactions")
+        earliest = (consent.upstream.get("terms") or {}).get("transactions_from")
+        if earliest is not None and query.from_date < date.fromisoformat(earliest):
+            raise ConsentNotActive(
+                f"the consent allows transactions from {earliest} only", code="outside_consent",
+                errors=[{"location": "query", "field": "from", "message": f"must be {earliest} or later"}])
+        return await super().list_transactions(ctx, consent, account, query)
+
+    async def get_account_details(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Any:
+        self._within_consent(consent, "get_account_details")
+        return await super().get_account_details(ctx, consent, account)
+
+    async def get_account_owner(self, ctx: CallContext, consent: ConsentRecord, account: AccountRecord) -> Owner:
+        self._within_consent(consent, "get_account_owner")
+        return await super().get_account_owner(ctx, consent, account)
+
+    # --- reports -------------------------------------------------------------------------------------------------------
+    def _decisioning(self, customer: CustomerRecord, tail: str) -> str:
+        return f"/decisioning/{tail.split('/', 1)[0]}/customers/{quote(customer.provider_ref, safe='')}/" \
+               f"{tail.split('/', 1)[1]}"
+
+    async def create_consumer(self, ctx: CallContext, customer: CustomerRecord, data: CreateConsumerInput) -> str:
+        body: dict[str, Any] = {"firstName": data.first_name, "lastName": data.last_name}
+        if data.email:
+            body["email"] = data.email
+        if data.phone:
+            body["phone"] = data.phone
+        try:
+            answer = await self.client.call("POST", self._decisioning(customer, "v1/consumer"),
+                                            operation="create_consumer", json=body)
+        except Conflict:
+            # One consumer per customer, and it cannot be deleted: adopt the one that exists.
+            answer = await self.client.call("GET", self._decisioning(customer, "v1/consumer"),
+                                            operation="get_consumer")
+        consumer = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(consumer, str) or not consumer:
+            raise ProviderBadResponse(f"{self.provider_id} created a consumer without an id")
+        return consumer
+
+    def validate_report(self, customer: CustomerRecord, data: CreateReportInput) -> None:
+        errors = []
+        if data.type == "cash_flow" and customer.category != "business":
+            errors.append({"location": "body", "field": "type",
+                           "message": "cash flow reports are for business customers"})
+        if data.interval_types and data.type != "voi":
+            errors.append({"location": "body", "field": "interval_types",
+                           "message": "only verification of income (voi) reports take interval types"})
+        if len(data.interval_types) > au.MAX_INTERVAL_TYPES:
+            errors.append({"location": "body", "field": "interval_types",
+                           "message": f"at most {au.MAX_INTERVAL_TYPES} interval types (the default is "
+                                      f"{au.DEFAULT_INTERVAL_TYPES[0]})"})
+        unknown = [t for t in data.interval_types if t not in au.INTERVAL_TYPES]
+        if unknown:
+            errors.append({"location": "body", "field": "interval_types",
+                           "message": f"unknown: {', '.join(unknown)}; allowed: {', '.join(au.INTERVAL_TYPES)}"})
+        if errors:
+            raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+
+    async def create_report(self, ctx: CallContext, customer: CustomerRecord, consent: ConsentRecord,
+                            data: CreateReportInput) -> str:
+        segment, _ = au.REPORT_TYPES[data.type]
+        params = {"callbackUrl": data.callback_url} if data.callback_url else None
+        answer = await self.client.call(
+            "POST", self._decisioning(customer, f"v2/{segment}"), operation="create_report", params=params,
+            json=au.report_body(account_refs=data.account_refs, from_date=data.from_date,
+                                interval_types=data.interval_types, report_type=data.type))
+        report = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(report, str) or not report:
+            raise ProviderBadResponse(f"{self.provider_id} accepted a report without an id")
+        return report
+
+    def _report_path(self, customer: CustomerRecord, report: ReportRecord) -> str:
+        return self._decisioning(customer, f"v4/reports/{quote(report.provider_ref, safe='')}")
+
+    async def get_report(self, ctx: CallContext, customer: CustomerRecord, report: ReportRecord) -> ReportUpdate:
+        response = await self.client.call_raw("GET", self._report_path(customer, report), operation="get_report")
+        body = response.json() if response.body else None
+        if not isinstance(body, dict):
+            raise ProviderBadResponse(f"{self.provider_id} answered a report that is not an object")
+        if response.status == 202 or str(body.get("code", "")) in ("18001",):
+            return ReportUpdate(ReportStatus.PENDING)
+        status = au.report_status(body.get("status")) or ReportStatus.READY
+        return ReportUpdate(status, reason="the provider could not generate the report"
+                            if status is ReportStatus.FAILED else None)
+
+    async def get_report_content(self, ctx: CallContext, customer: CustomerRecord, report: ReportRecord,
+                                 media_type: str) -> ReportContent:
+        if media_type == "application/pdf" and report.type not in au.PDF_REPORT_TYPES:
+            raise NotApplicable(f"{self.provider_id} renders {report.type} reports as JSON only")
+        response = await self.client.call_raw("GET", self._report_path(customer, report),
+                                              operation="get_report_content", accept=media_type)
+        if response.status == 202:
+            raise Conflict("the report is still being generated; retry later", code="report_not_ready", retryable=True)
+        got = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if got != media_type:
+            raise ProviderBadResponse(f"{self.provider_id} answered {got or 'no content type'} for {media_type}")
+        return ReportContent(media_type=media_type, body=response.body)
+
+    # --- applications --------------------------------------------------------------------------------------------------
+    async def register_application(self, ctx: CallContext, data: RegisterApplicationInput) -> ApplicationRecord:
+        answer = await self.client.call("POST", "/applications", operation="register_application",
+                                        json=au.application_body(data.fields))
+        ref = answer.get("applicationId") if isinstance(answer, dict) else None
+        if not isinstance(ref, (str, int)) or not str(ref):
+            raise ProviderBadResponse(f"{self.provider_id} registered an application without an id")
+        now = utcnow()
+        return ApplicationRecord(id=ids.new_id("app"), tenant=ctx.tenant, provider=self.provider_id,
+                                 provider_ref=str(ref), access_model=data.access_model, name=data.fields["name"],
+                                 status=str(answer.get("status") or "Pending").lower(), created_at=now, updated_at=now)
+
+    async def get_application(self, ctx: CallContext, application: ApplicationRecord) -> str:
+        answer = await self.client.call("GET", "/applications", operation="get_application",
+                                        params={"application_id": application.provider_ref})
+        for entry in (answer or {}).get("applications") or []:
+            if isinstance(entry, dict) and str(entry.get("applicationId")) == application.provider_ref:
+                return str(entry.get("status") or "unknown").lower()
+        raise NotFound(f"{self.provider_id} no longer knows this application")
+
+    async def list_application_institutions(self, ctx: CallContext,
+                                            application: ApplicationRecord) -> list[dict[str, Any]]:
+        answer = await self.client.call(
+            "GET", f"/applications/{quote(application.provider_ref, safe='')}/institutions",
+            operation="list_application_institutions")
+        out = []
+        for entry in (answer or {}).get("institutions") or []:
+            if isinstance(entry, dict) and "institutionId" in entry:
+                out.append({"institution_id": str(entry["institutionId"]), "name": entry.get("name"),
+                            "status": str(entry.get("status") or "unknown").lower()})
+        return out
+
+    # --- webhooks ------------------------------------------------------------------------------------------------------
+    async def receive_webhook(self, channel: str, headers: Any, body: bytes) -> InboundEvent:
+        if channel == "consent-notifications":
+            return await self._consent_notification(headers, body)
+        self._verify_partner_signature(headers, body)
+        parsed = _json(body)
+        if channel == "reports":
+            return _report_event(parsed)
+        return await self._connect_event(parsed)
+
+    async def _signing_key_now(self) -> Secret:
+        if self._signing_key is None and self.vault is not None:
+            self._signing_key = await self.vault.get(self.provider_id, SIGNING_KEY)  # another replica subscribed
+        if self._signing_key is None:
+            raise Unauthenticated("consent notifications cannot be verified: the gateway holds no signing key yet "
+                                  "(run `gateway subscribe-notifications mastercard-au`)")
+        return self._signing_key
+
+    async def _consent_notification(self, headers: Any, body: bytes) -> InboundEvent:
+        if headers.get("Event-Context", "").strip('"') != "CONSENT":
+            raise MalformedRequest("not a consent notification: Event-Context must be CONSENT")
+        key = await self._signing_key_now()
+        given = headers.get("Event-Signature", "").strip('"').lower()
+        expected = hmac.new(key.reveal().encode(), body, hashlib.sha256).hexdigest()
+        if not given or not hmac.compare_digest(given, expected):
+            raise Unauthenticated("the consent notification's Event-Signature does not match its body")
+        event_id, event_type, customer_ref, details, receipt = au.notification_parts(_json(body))
+        if headers.get("Event-Id", "").strip('"') != event_id or headers.get("Event-Type", "").strip('"') != event_type:
+            raise MalformedRequest("the Event-Id and Event-Type headers disagree with the notification body")
+        receipt_ref = str(receipt.get("consentReceiptId") or next(
+            (d.get("consentReceiptId") for d in details if d.get("consentReceiptId")), ""))
+        payload = {"customer_ref": customer_ref, "receipt_ref": receipt_ref, "details": details,
+                   "summary": ((_json(body).get("payload") or {}).get("changes") or {}).get("summary")}
+        if event_type == "INSTITUTIONS_ADDED" and receipt.get("consentReceiptId"):
+            # The end user finished Connect: this authorises the consent awaiting it, with the receipt's terms.
+            return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=payload,
+                                ref_kind="customer", consent_update=self._receipt_update(receipt))
+        if event_type in au.ENDING_EVENT_TYPES:
+            forget = au.changed_account_refs(details)
+            ending = au.ENDING_EVENT_TYPES[event_type]
+            remaining = au.active_account_refs(receipt) if receipt else []
+            whole = au.receipt_status(receipt) is not ConsentStatus.AUTHORISED if receipt else True
+            if whole or not remaining:
+                return InboundEvent(event_id=event_id, type=event_type, provider_ref=receipt_ref, payload=payload,
+                                    consent_status=ending, forget_account_refs=forget,
+                                    reason=f"{event_type.lower().replace('_', ' ')} at the provider")
+            update = ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=receipt_ref,
+                                   upstream=self._receipt_facts(receipt))
+            return InboundEvent(event_id=event_id, type=event_type, provider_ref=receipt_ref, payload=payload,
+                                consent_update=update, forget_account_refs=forget)
+        return InboundEvent(event_id=event_id, type=event_type, provider_ref=receipt_ref, payload=payload)
+
+    def _verify_partner_signature(self, headers: Any, body: bytes) -> None:
+        """X-Signature is HMAC-SHA256 keyed with the partner secret. The provider's published sample hashes the
+        re-serialised JSON (JSON.stringify of the parsed body), not the bytes on the wire; the raw bytes are checked
+        first and the compact re-serialisation second, so either way a forged body fails."""
+        given = headers.get("X-Signature", "").strip().lower()
+        if not given:
+            raise Unauthenticated("the webhook carries no X-Signature")
+        key = self.settings.partner_secret.reveal().encode()
+        if hmac.compare_digest(given, hmac.new(key, body, hashlib.sha256).hexdigest()):
+            return
+        try:
+            compact = orjson.dumps(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            compact = b""
+        if compact and hmac.compare_digest(given, hmac.new(key, compact, hashlib.sha256).hexdigest()):
+            return
+        raise Unauthenticated("the webhook's X-Signature does not match its body")
+
+    async def _connect_event(self, body: dict[str, Any]) -> InboundEvent:
+        event_type = str(body.get("eventType") or "")
+        if not event_type:
+            raise MalformedRequest("a Connect webhook needs eventType")
+        raw_id = body.get("eventId")
+        event_id = str(raw_id) if raw_id else f"{event_type}:{hashlib.sha256(orjson.dumps(body)).hexdigest()[:32]}"
+        customer_ref = str(body.get("customerId") or "")
+        payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
+        receipt_ref = payload.get("receiptId")
+        if event_type == "added" and receipt_ref and customer_ref:
+            # Accounts were added under a consent receipt: authorise the consent awaiting it, on the receipt's terms.
+            receipt = await self.client.call("GET", f"/data-sharing-consents/{quote(str(receipt_ref), safe='')}",
+                                             operation="get_consent_receipt")
+            if isinstance(receipt, dict) and au.receipt_status(receipt) is ConsentStatus.AUTHORISED:
+                return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=body,
+                                    ref_kind="customer", consent_update=self._receipt_update(receipt))
+        return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=body,
+                            ref_kind="customer")
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedRequest("the webhook body is not JSON") from None
+
+
+def _report_event(body: Any) -> InboundEvent:
+    if not isinstance(body, dict) or not body.get("id") or not body.get("eventName"):
+        raise MalformedRequest("a report webhook needs id and eventName")
+    name = str(body["eventName"])
+    status = au.report_status(body.get("status")) or au.report_status(name)
+    return InboundEvent(event_id=f"report:{body['id']}:{name}", type=name, provider_ref=str(body.get("customerId", "")),
+                        payload=body, ref_kind="customer", report_ref=str(body["id"]), report_status=status)
+
