@@ -6,7 +6,6 @@ trusted to authorise); revoking deletes that receipt upstream.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar
 
 import attrs
@@ -36,7 +35,7 @@ from gateway.models import (
     Page,
     Transaction,
 )
-from gateway.models.time import UTC, utc_from_epoch
+from gateway.models.time import parse_upstream_time, utc_from_epoch
 from gateway.secrets import Secret
 from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
 
@@ -53,16 +52,6 @@ class MastercardSettings:
     application_id: str | None = None
     experience: str | None = None
     webhook_url: str | None = None
-
-
-def _parse_iso(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class MastercardPlatformAdapter(Adapter):
@@ -123,7 +112,7 @@ class MastercardPlatformAdapter(Adapter):
         return {"account_refs": translate.receipt_account_refs(receipt)}
 
     def _receipt_update(self, receipt: dict[str, Any]) -> ConsentUpdate:
-        end = _parse_iso((receipt.get("accessPeriod") or {}).get("endDate"))
+        end = parse_upstream_time((receipt.get("accessPeriod") or {}).get("endDate"))
         return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=str(receipt["consentReceiptId"]),
                              expires_at=end, upstream=self._receipt_facts(receipt))
 
@@ -218,7 +207,7 @@ class MastercardPlatformAdapter(Adapter):
             receipt_id = receipt.get("consentReceiptId")
             if self._receipt_status(receipt) != "ACTIVE" or not receipt_id:
                 continue
-            created = _parse_iso(receipt.get("createdDate"))
+            created = parse_upstream_time(receipt.get("createdDate"))
             if created is not None and created < consent.created_at.replace(microsecond=0):
                 continue  # an older receipt belongs to an earlier consent
             return self._receipt_update(receipt)

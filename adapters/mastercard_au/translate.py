@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.errors import MalformedRequest
 from gateway.models import ConsentStatus, ReportStatus
-from gateway.models.time import UTC
+from gateway.models.time import UTC, parse_upstream_time
 
 # The CDR data scope each canonical data operation needs (CDR data language standards).
 SCOPE_FOR_OPERATION: dict[str, str] = {
@@ -65,16 +65,6 @@ APPLICATION_FIELDS: dict[str, str] = {
 }
 
 
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _status(node: Any) -> str:
     return str(((node or {}).get("statusDetails") or {}).get("status", "")).upper()
 
@@ -83,7 +73,7 @@ def consent_terms(receipt: dict[str, Any], *, today: date) -> dict[str, Any]:
     """The terms of a CDR consent receipt, as stored with the consent and shown to callers (ConsentTerms)."""
     access = receipt.get("accessPeriod") or {}
     history_from: date | None = None
-    since = _iso(receipt.get("allowedTrnxHistorySinceDate"))
+    since = parse_upstream_time(receipt.get("allowedTrnxHistorySinceDate"))
     if since is not None:
         history_from = since.date()
     else:
@@ -104,7 +94,7 @@ def consent_terms(receipt: dict[str, Any], *, today: date) -> dict[str, Any]:
             "status": _status(arrangement).lower() or "active",
             "name": arrangement.get("institutionName"),
         })
-    start, end = _iso(access.get("startDate")), _iso(access.get("endDate"))
+    start, end = parse_upstream_time(access.get("startDate")), parse_upstream_time(access.get("endDate"))
     return {
         "purpose": receipt.get("purpose"),
         "data_scopes": scopes,

@@ -10,11 +10,12 @@ from adapters.base import CreateConsentInput
 from gateway import ids
 from gateway.api.state import PROVIDER, GatewayState
 from gateway.api.common import caller_of, context, state_of
+from gateway.api.cursor import newest_first_cursor, newest_first_position
 from gateway.api.render import json_response
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.models import Consent, ConsentInstitution, ConsentStatus, ConsentTerms
 from gateway.models.serialize import to_plain
-from gateway.models.time import UTC, utcnow
+from gateway.models.time import utcnow
 from gateway.routing import adapter_for_resource, pick_adapter
 from gateway.store.records import ConsentRecord
 from gateway.validation import query as q
@@ -148,20 +149,13 @@ async def list_consents(request: web.Request) -> web.Response:
     customer_id = q.text(request.query, "customer_id", max_len=64)
     limit = q.limit(request.query, default=25, maximum=100)
     scope = f"consents:{customer_id}"
-    after = None
-    if "cursor" in request.query:
-        position = state.cursors.decode(request.query["cursor"], caller.tenant, scope)
-        after = (position["created_at"], position["id"])
+    after = newest_first_position(state.cursors, request.query, caller.tenant, scope)
     records = await state.store.list_consents(caller.tenant, customer_id=customer_id, limit=limit + 1, after=after)
     records = [r for r in records if caller.may_use(r.provider)]
     page, more = records[:limit], len(records) > limit
     for record in page:
         await settle_expiry(state, record)
-    next_cursor = None
-    if more and page:
-        last = page[-1]
-        next_cursor = state.cursors.encode(caller.tenant, scope,
-                                           {"created_at": last.created_at.astimezone(UTC).isoformat(), "id": last.id})
+    next_cursor = newest_first_cursor(state.cursors, caller.tenant, scope, page[-1]) if more and page else None
     return json_response({"data": [consent_view(r) for r in page], "next_cursor": next_cursor})
 
 

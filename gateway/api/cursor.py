@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import time
+from datetime import timezone
 from typing import Any
 
 import orjson
@@ -61,3 +62,17 @@ class CursorCodec:
         if not isinstance(position, dict):
             raise _bad("not a cursor issued by this API")
         return position
+
+
+def newest_first_position(codec: CursorCodec, query: Any, tenant: str, scope: str) -> tuple[str, str] | None:
+    """The (created_at, id) after which a newest-first list continues, from its `cursor` parameter if any."""
+    if "cursor" not in query:
+        return None
+    position = codec.decode(query["cursor"], tenant, scope)
+    return position["created_at"], position["id"]
+
+
+def newest_first_cursor(codec: CursorCodec, tenant: str, scope: str, last: Any) -> str:
+    """The cursor that continues a newest-first list after `last` (a record with created_at and id)."""
+    return codec.encode(tenant, scope, {"created_at": last.created_at.astimezone(timezone.utc).isoformat(),
+                                        "id": last.id})

@@ -13,13 +13,14 @@ from aiohttp import web
 from adapters.base import CreateReportInput
 from gateway import ids
 from gateway.api.common import caller_of, context, state_of
+from gateway.api.cursor import newest_first_cursor, newest_first_position
 from gateway.api.consents import load_consent
 from gateway.api.render import json_response
 from gateway.api.state import PROVIDER
 from gateway.errors import Conflict, ConsentNotActive, NotAcceptable, NotFound, ValidationFailed
 from gateway.models import ConsentStatus, Report, ReportStatus
 from gateway.models.serialize import to_plain
-from gateway.models.time import UTC, utcnow
+from gateway.models.time import utcnow
 from gateway.routing import adapter_for_resource
 from gateway.store.records import ReportRecord
 from gateway.validation import query as q
@@ -152,15 +153,9 @@ async def list_reports(request: web.Request) -> web.Response:
     customer_id = q.text(request.query, "customer_id", max_len=64)
     limit = q.limit(request.query, default=25, maximum=100)
     scope = f"reports:{customer_id}"
-    after = None
-    if "cursor" in request.query:
-        position = state.cursors.decode(request.query["cursor"], caller.tenant, scope)
-        after = (position["created_at"], position["id"])
+    after = newest_first_position(state.cursors, request.query, caller.tenant, scope)
     records = await state.store.list_reports(caller.tenant, customer_id=customer_id, limit=limit + 1, after=after)
     page = [r for r in records[:limit] if caller.may_use(r.provider)]
-    next_cursor = None
-    if len(records) > limit and records[limit - 1:limit]:
-        last = records[limit - 1]
-        next_cursor = state.cursors.encode(caller.tenant, scope,
-                                           {"created_at": last.created_at.astimezone(UTC).isoformat(), "id": last.id})
+    next_cursor = newest_first_cursor(state.cursors, caller.tenant, scope, records[limit - 1]) \
+        if len(records) > limit else None
     return json_response({"data": [report_view(r) for r in page], "next_cursor": next_cursor})

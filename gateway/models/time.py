@@ -41,5 +41,16 @@ def parse_rfc3339(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def parse_upstream_time(value: object) -> datetime | None:
+    """An upstream ISO 8601 timestamp as UTC, leniently: None when absent or unreadable, naive read as UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

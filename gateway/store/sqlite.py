@@ -257,6 +257,19 @@ class SQLiteStore(Store):
             self._executor = None
             self._writer = None
 
+    def _newest_first(self, table: str, cols: str, tenant: str, customer_id: str | None, limit: int,
+                      after: tuple[str, str] | None) -> list[Any]:
+        """A tenant's rows of `table`, newest first, optionally one customer's, after a (created_at, id) position."""
+        where, params = ["tenant = ?"], [tenant]
+        if customer_id is not None:
+            where.append("customer_id = ?")
+            params.append(customer_id)
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [after[0], after[0], after[1]]
+        sql = f"SELECT {cols} FROM {table} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return self._all(sql, (*params, limit))
+
     async def ping(self) -> bool:
         return self._one("SELECT 1", ()) == (1,)
 
@@ -317,15 +330,8 @@ class SQLiteStore(Store):
 
     async def list_consents(self, tenant: str, *, customer_id: str | None, limit: int,
                             after: tuple[str, str] | None) -> list[ConsentRecord]:
-        where, params = ["tenant = ?"], [tenant]
-        if customer_id is not None:
-            where.append("customer_id = ?")
-            params.append(customer_id)
-        if after is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [after[0], after[0], after[1]]
-        sql = f"SELECT {_CONSENT_COLS} FROM consents WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
-        return [_consent(row) for row in self._all(sql, (*params, limit))]
+        return [_consent(row) for row in self._newest_first("consents", _CONSENT_COLS, tenant, customer_id, limit,
+                                                            after)]
 
     # --- accounts -----------------------------------------------------------------------------------------------
     async def upsert_accounts(self, records: list[AccountRecord]) -> None:
@@ -386,16 +392,7 @@ class SQLiteStore(Store):
 
     async def list_reports(self, tenant: str, *, customer_id: str | None, limit: int,
                            after: tuple[str, str] | None) -> list[ReportRecord]:
-        where, params = ["tenant = ?"], [tenant]
-        if customer_id is not None:
-            where.append("customer_id = ?")
-            params.append(customer_id)
-        if after is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [after[0], after[0], after[1]]
-        sql = (f"SELECT {_REPORT_COLS} FROM reports WHERE {' AND '.join(where)} "
-               "ORDER BY created_at DESC, id DESC LIMIT ?")
-        return [_report(row) for row in self._all(sql, (*params, limit))]
+        return [_report(row) for row in self._newest_first("reports", _REPORT_COLS, tenant, customer_id, limit, after)]
 
     async def find_reports_by_ref(self, provider: str, provider_ref: str) -> list[ReportRecord]:
         rows = self._all(f"SELECT {_REPORT_COLS} FROM reports WHERE provider = ? AND provider_ref = ?",
