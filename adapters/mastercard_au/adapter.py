@@ -63,7 +63,7 @@ _ABN_WEIGHTS = (10, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19)
 
 def abn_is_valid(abn: str) -> bool:
     """The Australian Business Register's check: 11 digits, first less one, weighted sum divisible by 89."""
-    if len(abn) != 11 or not abn.isdigit():
+    if len(abn) != 11 or not abn.isascii() or not abn.isdigit() or abn[0] == "0":
         return False
     digits = [int(c) for c in abn]
     digits[0] -= 1
@@ -452,7 +452,9 @@ class MastercardAUAdapter(MastercardPlatformAdapter):
     def _verify_partner_signature(self, headers: Any, body: bytes) -> None:
         """X-Signature is HMAC-SHA256 keyed with the partner secret. The provider's published sample hashes the
         re-serialised JSON (JSON.stringify of the parsed body), not the bytes on the wire; the raw bytes are checked
-        first and the compact re-serialisation second, so either way a forged body fails."""
+        first and the compact re-serialisation second, so either way a forged body fails. (A re-serialisation can differ
+        from the provider's in corner cases, e.g. 1.0 where JSON.stringify writes 1; the raw check covers a provider
+        that signs what it sends.)"""
         given = headers.get("X-Signature", "").strip().lower()
         if not given:
             raise Unauthenticated("the webhook carries no X-Signature")

@@ -5,7 +5,7 @@ platform signs them, delivered from background tasks with the platform's retry s
   with the subscription's signing key, plus `Event-Id`, `Event-Type`, `Event-Context: CONSENT`. Only a 200 counts
   as delivered.
 - Connect and report events: the body pretty-printed (indent=2); `X-Signature` keyed with the partner secret, over
-  the exact bytes ("raw") or over the compact re-serialisation `json.dumps(obj, separators=(",", ":"))` ("compact",
+  the exact bytes ("raw") or over the compact re-serialisation `json.dumps(obj, separators=(",", ":"), ensure_ascii=False)` ("compact",
   what the provider's own JSON.stringify sample computes). Any 2xx counts as delivered.
 
 A schedule lists when each retry happens, in seconds after the first attempt (already multiplied by the
@@ -47,8 +47,8 @@ def consent_request(body: dict[str, Any], signing_key: str) -> tuple[bytes, dict
 
 def signed_request(body: dict[str, Any], secret: str, mode: str) -> tuple[bytes, dict[str, str]]:
     """The bytes and headers of a Connect or report event."""
-    raw = json.dumps(body, indent=2).encode()
-    signed = raw if mode == "raw" else json.dumps(body, separators=(",", ":")).encode()
+    raw = json.dumps(body, indent=2, ensure_ascii=False).encode()
+    signed = raw if mode == "raw" else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     return raw, {"Content-Type": "application/json", "X-Signature": hmac_hex(secret, signed)}
 
 

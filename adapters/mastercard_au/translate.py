@@ -115,12 +115,16 @@ def active_account_refs(receipt: dict[str, Any]) -> list[str]:
 
 
 def receipt_status(receipt: dict[str, Any]) -> ConsentStatus:
+    """ACTIVE allows data; DRAFT is still with the end user; anything else (REVOKED, EXPIRED, a status the gateway
+    does not know) does not allow data."""
     status = _status(receipt)
+    if status == "ACTIVE":
+        return ConsentStatus.AUTHORISED
+    if status in ("DRAFT", "PENDING"):
+        return ConsentStatus.AWAITING_AUTHORISATION
     if status == "EXPIRED":
         return ConsentStatus.EXPIRED
-    if status in ("REVOKED", "INACTIVE", "DELETED"):
-        return ConsentStatus.REVOKED
-    return ConsentStatus.AUTHORISED
+    return ConsentStatus.REVOKED
 
 
 # --- consent notifications ------------------------------------------------------------------------------------------
@@ -140,17 +144,26 @@ def notification_parts(body: Any) -> tuple[str, str, str, list[dict[str, Any]], 
         raise MalformedRequest("a consent notification needs eventId, eventType and payload")
     if event_type not in CONSENT_EVENT_TYPES:
         raise MalformedRequest(f"unknown consent notification type {event_type!r}")
-    details = (payload.get("changes") or {}).get("details") or []
+    changes = payload.get("changes") or {}
+    if not isinstance(changes, dict):
+        raise MalformedRequest("payload.changes must be an object")
+    details = changes.get("details") or []
     if not isinstance(details, list):
         raise MalformedRequest("payload.changes.details must be a list")
     consent = payload.get("consent") if isinstance(payload.get("consent"), dict) else {}
-    return event_id, event_type, str(body.get("customerId", "")), [d for d in details if isinstance(d, dict)], consent
+    customer = body.get("customerId")
+    return (event_id, event_type, "" if customer is None else str(customer),
+            [d for d in details if isinstance(d, dict)], consent)
 
 
 def changed_account_refs(details: list[dict[str, Any]]) -> tuple[str, ...]:
     refs: list[str] = []
     for detail in details:
-        refs.extend(str(a) for a in detail.get("accountIds") or [] if isinstance(a, (str, int)))
+        ids = detail.get("accountIds")
+        if isinstance(ids, (str, int)) and not isinstance(ids, bool):
+            ids = [ids]  # one id given bare
+        if isinstance(ids, list):
+            refs.extend(str(a) for a in ids if isinstance(a, (str, int)) and not isinstance(a, bool))
     return tuple(dict.fromkeys(refs))
 
 

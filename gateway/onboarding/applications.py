@@ -8,6 +8,8 @@ naming every missing or out-of-place field.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +33,14 @@ _KINDS = {"policy_url": "url", "url": "url", "data_complaints_email": "email", "
 MAX_IMAGE_CHARS = 200_000
 
 
+def _decodes(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=False)
+    except binascii.Error:
+        return False
+    return len(value.replace("\n", "").replace("\r", "")) % 4 == 0
+
+
 def _problem(value: str, kind: str | None) -> str | None:
     if kind == "url":
         parts = urlsplit(value)
@@ -40,7 +50,7 @@ def _problem(value: str, kind: str | None) -> str | None:
         if not _EMAIL.fullmatch(value):
             return "must be an email address"
     elif kind == "image":
-        if len(value) > MAX_IMAGE_CHARS or not _BASE64.fullmatch(value):
+        if len(value) > MAX_IMAGE_CHARS or not _BASE64.fullmatch(value) or not _decodes(value):
             return f"must be a base64-encoded image of at most {MAX_IMAGE_CHARS} characters"
     elif not 1 <= len(value) <= 255:
         return "must be 1 to 255 characters long"
