@@ -154,6 +154,9 @@ class GatewayFault(GatewayError):
 class GatewayCredentialsRejected(GatewayError):
     """The upstream refused the gateway's own credentials: an operator must fix the configuration."""
     status, code, title, source = 502, "gateway_credentials_rejected", "The provider rejected the gateway's credentials", "gateway"
+    # Token brokers stop asking after such a refusal (providers lock accounts after repeated failures), unless the
+    # refusal is only probably about the credentials.
+    latch = True
 
 
 class GatewayRequestRejected(GatewayError):

@@ -13,7 +13,7 @@ from adapters.mastercard.errors import TOKEN_RENEW_CODES, error_code, error_from
 from adapters.mastercard.region import MastercardRegion
 from gateway.connectivity.client import UpstreamClient
 from gateway.connectivity.tokens import TokenBroker
-from gateway.errors import ProviderBadResponse, ProviderRateLimited
+from gateway.errors import GatewayCredentialsRejected, ProviderBadResponse, ProviderRateLimited
 from gateway.observability import Metrics
 from gateway.secrets import Secret
 
@@ -44,6 +44,16 @@ class MastercardClient:
             if not isinstance(token, str) or not token:
                 raise ProviderBadResponse(f"{self.region.provider_id} authentication answered without a token")
             return token
+        if response.status == 429 and response.retry_after is None:
+            # The platform answers an invalid app key with "too many requests" (its rate limit is 0), without a
+            # Retry-After. That is the gateway's configuration, not a reason for callers to retry; it is not latched
+            # like a refused secret, in case it was a real limit after all, so each later request asks once again.
+            error = GatewayCredentialsRejected(
+                f"{self.region.provider_id} refuses the gateway's sign-in as rate limited without saying when to "
+                "retry: the gateway's app key is most probably wrong; an operator must check it. Retrying will not "
+                "help.", code="gateway_credentials_suspect", retryable=False, provider_code=error_code(response.body))
+            error.latch = False
+            raise error
         if response.status == 429:
             raise ProviderRateLimited(
                 f"{self.region.provider_id} refused authentication as rate limited; if this persists the app key is "

@@ -11,7 +11,7 @@ from gateway.api.state import PROVIDER
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.consents import apply_status, load_consent, settle_expiry
 from gateway.api.render import json_response
-from gateway.errors import ConsentEndedUpstream, ConsentNotActive, NotFound, ValidationFailed
+from gateway.errors import ConsentEndedUpstream, ConsentNotActive, GatewayError, NotFound, ValidationFailed
 from gateway.models import ConsentStatus
 from gateway.models.serialize import to_plain, to_plain_list
 from gateway.models.time import utcnow
@@ -40,8 +40,23 @@ async def upstream(request: web.Request, consent: ConsentRecord, call: Awaitable
         state = state_of(request)
         fresh = await state.store.get_consent(consent.tenant, consent.id)
         if fresh is not None and not fresh.status.is_final:
-            await apply_status(state, fresh, ConsentStatus(exc.consent_status), exc.detail)
+            status = await _ended_how(request, fresh) or ConsentStatus(exc.consent_status)
+            await apply_status(state, fresh, status, exc.detail)
         raise
+
+
+async def _ended_how(request: web.Request, consent: ConsentRecord) -> ConsentStatus | None:
+    """Whether the provider says the consent was revoked or expired, where it can say (best effort: the refusal
+    already proves it ended, so a failure to ask leaves the refusal's own reading)."""
+    state = state_of(request)
+    adapter = state.adapters.get(consent.provider)
+    if adapter is None or "refresh_consent" not in adapter.capabilities:
+        return None
+    try:
+        update = await adapter.refresh_consent(context(request, caller_of(request)), consent, None)
+    except GatewayError:
+        return None
+    return update.status if update.status.is_final else None
 
 
 async def _account(request: web.Request, caller: Caller, operation: str,

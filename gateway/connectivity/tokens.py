@@ -63,7 +63,8 @@ class TokenBroker:
             try:
                 value = await self._fetch()
             except GatewayCredentialsRejected as exc:
-                self._latched = exc
+                if getattr(exc, "latch", True):
+                    self._latched = exc
                 self._token = None
                 if self._on_fetch:
                     self._on_fetch("credentials_rejected")
