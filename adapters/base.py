@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 PROVIDERS: dict[str, str] = {
     "mastercard-us": "adapters.mastercard_us.adapter:MastercardUSAdapter",
     "mastercard-au": "adapters.mastercard_au.adapter:MastercardAUAdapter",
+    "stripe-uk": "adapters.stripe_uk.adapter:StripeUKAdapter",
     "thredd": "adapters.thredd.adapter:ThreddAdapter",
 }
 
@@ -68,6 +69,7 @@ OPERATIONS: tuple[str, ...] = (
     "register_application",
     "get_application",
     "list_application_institutions",
+    "register_client",
 )
 
 
@@ -77,6 +79,8 @@ class CallContext:
     request_id: str
     tenant: str
     id_key: bytes
+    # What the caller said about the end user behind the call: ip, auth_date (RFC 7231 date), agent.
+    end_user: dict[str, str] = attrs.field(factory=dict)
 
     def ids(self, consent_id: str) -> IdMinter:
         return IdMinter(self.id_key, self.tenant, consent_id)
@@ -108,6 +112,10 @@ class CreateConsentInput:
     language: str | None = None
     # The upstream reference of an earlier consent of the same end user, when connecting them again.
     previous_provider_ref: str | None = None
+    # The consent's own limits, where the provider records them (OB: ExpirationDateTime, the transaction window).
+    expires_at: Any = None  # datetime | None
+    transactions_from: date | None = None
+    transactions_to: date | None = None
 
 
 @attrs.frozen(slots=True)
@@ -258,6 +266,14 @@ class Adapter:
     def validate_consent(self, data: CreateConsentInput, customer: CustomerRecord | None) -> None:
         """Provider-specific rules for a new consent."""
 
+    # Whether the provider records a consent's own expiry and transaction window (CreateConsentInput.expires_at,
+    # transactions_from, transactions_to); where it does not, the validation layer refuses them.
+    consent_limits: ClassVar[bool] = False
+
+    def signing_keys(self) -> list[Any]:
+        """The keys this adapter signs with (gateway.certificates.keys.SigningKey), published in the JWKS."""
+        return []
+
     # The interval types a report of income is broken into when the caller names none.
     default_interval_types: ClassVar[tuple[str, ...]] = ()
 
@@ -351,6 +367,18 @@ class Adapter:
     async def list_application_institutions(self, ctx: CallContext,
                                             application: ApplicationRecord) -> list[dict[str, Any]]:
         raise self._unsupported("list_application_institutions")
+
+    async def register_client(self, ctx: CallContext | None) -> tuple[str, dict[str, Any]]:
+        """Register the gateway as the provider's OAuth client, idempotently: ("kept" | "updated" | "created",
+        the registration). The same capability covers reading and deleting it (get_registration,
+        delete_registration)."""
+        raise self._unsupported("register_client")
+
+    async def get_registration(self, ctx: CallContext | None) -> dict[str, Any]:
+        raise self._unsupported("register_client")
+
+    async def delete_registration(self, ctx: CallContext | None) -> None:
+        raise self._unsupported("register_client")
 
 
 def implemented_operations(cls: type[Adapter]) -> frozenset[str]:

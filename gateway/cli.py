@@ -1,4 +1,5 @@
-"""The `gateway` command: serve, check-config, providers, subscribe-notifications, hash-key."""
+"""The `gateway` command: serve, check-config, providers, subscribe-notifications, onboard, certificates,
+hash-key."""
 from __future__ import annotations
 
 import argparse
@@ -122,6 +123,109 @@ def _subscribe_notifications(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapter_outside_server(args: argparse.Namespace, what: str):  # type: ignore[no-untyped-def]
+    """(config, adapter class, adapter config) for a command acting on one provider outside a running gateway."""
+    from adapters.base import load_adapter_class
+    from gateway.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    adapter_config = config.enabled_adapters().get(args.provider)
+    if adapter_config is None:
+        print(f"{args.provider} is not enabled in {args.config}", file=sys.stderr)
+        return None
+    if adapter_config.embedded:
+        print(f"{args.provider} runs on its embedded simulator here: {what} happens when the gateway starts, or "
+              f"through the admin API of the running gateway", file=sys.stderr)
+        return None
+    return config, load_adapter_class(args.provider), adapter_config
+
+
+def _onboard(args: argparse.Namespace) -> int:
+    """Dynamic Client Registration with a provider (idempotent), or --show / --delete the registration."""
+    import asyncio
+
+    import orjson
+
+    from gateway.connectivity.client import UpstreamFactory
+    from gateway.errors import GatewayError
+    from gateway.observability import Metrics
+    from gateway.store import open_store
+    from gateway.vault import Vault
+
+    found = _adapter_outside_server(args, "registration")
+    if found is None:
+        return 2
+    config, cls, adapter_config = found
+    if "register_client" not in cls.capabilities:
+        print(f"{args.provider} has no client registration", file=sys.stderr)
+        return 2
+    if config.security.encryption_key is None:
+        print("security.encryption_key is required to keep the registration", file=sys.stderr)
+        return 2
+
+    async def run() -> object:
+        store = open_store(config.store.url)
+        upstreams = UpstreamFactory(Metrics())
+        await store.open()
+        try:
+            adapter = cls(adapter_config, upstreams, store, base_url=adapter_config.base_url,
+                          vault=Vault(store, config.security.encryption_key), public_url=config.server.public_url)
+            await upstreams.start()
+            if args.delete:
+                await adapter.delete_registration(None)
+                return {"deleted": True}
+            if args.show:
+                return {"registration": await adapter.get_registration(None)}
+            outcome, registration = await adapter.register_client(None)
+            return {"outcome": outcome, "registration": registration}
+        finally:
+            await upstreams.close()
+            await store.close()
+
+    try:
+        result = asyncio.run(run())
+    except (GatewayError, LookupError) as exc:
+        print(f"{args.provider}: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _certificates(args: argparse.Namespace) -> int:
+    """Subjects and expiry of every certificate the environment names; exit 1 when one expires within 30 days."""
+    from adapters.base import load_adapter_class
+    from gateway.certificates.keys import KeyMaterialError, describe_certificate
+    from gateway.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    warned = False
+    for provider, adapter_config in sorted(config.enabled_adapters().items()):
+        cls = load_adapter_class(provider)
+        paths = getattr(cls, "certificate_paths", None)
+        if paths is None:
+            continue
+        for label, path in paths(adapter_config.settings):
+            try:
+                info = describe_certificate(path)
+            except KeyMaterialError as exc:
+                print(f"{provider} {label}: {exc}")
+                warned = True
+                continue
+            note = f"  WARNING: {info.warning}" if info.warning else ""
+            warned = warned or info.warning is not None
+            print(f"{provider} {label}: {info.subject}\n    issuer {info.issuer}; expires "
+                  f"{info.not_after.isoformat()} ({info.days_left} days){note}")
+    return 1 if warned else 0
+
+
 def _hash_key(args: argparse.Namespace) -> int:
     from gateway.config import hash_api_key
 
@@ -151,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("provider")
     notify.add_argument("--config", default=DEFAULT_CONFIG, help=f"environment file (default {DEFAULT_CONFIG})")
     notify.set_defaults(func=_subscribe_notifications)
+    onboard = sub.add_parser("onboard", help="register the gateway with a provider (Dynamic Client Registration)")
+    onboard.add_argument("provider")
+    onboard.add_argument("--config", default=DEFAULT_CONFIG, help=f"environment file (default {DEFAULT_CONFIG})")
+    onboard.add_argument("--show", action="store_true", help="read the registration back from the provider")
+    onboard.add_argument("--delete", action="store_true", help="delete the registration at the provider")
+    onboard.set_defaults(func=_onboard)
+    certs = sub.add_parser("certificates", help="certificate subjects and expiry dates (warns 30 days ahead)")
+    certs.add_argument("--config", default=DEFAULT_CONFIG, help=f"environment file (default {DEFAULT_CONFIG})")
+    certs.set_defaults(func=_certificates)
     hashing = sub.add_parser("hash-key", help="print the SHA-256 of an API key read from standard input, "
                                               "for a caller's key_sha256")
     hashing.set_defaults(func=_hash_key)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 
 class Secret:
@@ -9,9 +10,9 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, transient: bool = False) -> None:
         self._value = value
-        register_secret(value)
+        register_secret(value, transient=transient)
 
     def reveal(self) -> str:
         return self._value
@@ -33,18 +34,31 @@ class Secret:
 
 _lock = threading.Lock()
 _known: set[str] = set()
+# Secrets learned at run time (from the vault, from providers): the most recent ones only, so neither memory nor
+# the log scrubber's pattern grows with the number of consents or restarts of simulators.
+_transient: OrderedDict[str, None] = OrderedDict()
+TRANSIENT_LIMIT = 256
 _version = 0
 
 
-def register_secret(value: str) -> None:
+def register_secret(value: str, *, transient: bool = False) -> None:
     """Remember a secret value so log lines containing it are redacted. Short values are ignored (too common)."""
     global _version
     if not value or len(value) < 6:
         return
     with _lock:
-        if value not in _known:
+        if value in _known:
+            return
+        if transient:
+            if value in _transient:
+                _transient.move_to_end(value)
+                return
+            _transient[value] = None
+            if len(_transient) > TRANSIENT_LIMIT:
+                _transient.popitem(last=False)
+        else:
             _known.add(value)
-            _version += 1
+        _version += 1
 
 
 def secrets_version() -> int:
@@ -54,4 +68,4 @@ def secrets_version() -> int:
 
 def known_secrets() -> tuple[int, frozenset[str]]:
     with _lock:
-        return _version, frozenset(_known)
+        return _version, frozenset(_known) | frozenset(_transient)

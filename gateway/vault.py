@@ -47,11 +47,14 @@ class Vault:
     async def put(self, provider: str, name: str, value: Secret) -> None:
         await self._store.put_secret(provider, name, self.seal(provider, name, value.reveal()), utcnow())
 
+    async def delete(self, provider: str, name: str) -> None:
+        await self._store.delete_secret(provider, name)
+
     async def get(self, provider: str, name: str) -> Secret | None:
         sealed = await self._store.get_secret(provider, name)
         if sealed is None:
             return None
-        return Secret(self.open(provider, name, sealed))
+        return Secret(self.open(provider, name, sealed), transient=True)
 
 
 def _aad(provider: str, name: str) -> bytes:

@@ -161,9 +161,9 @@ class MastercardAUAdapter(MastercardPlatformAdapter):
                                         json={"url": url, "notificationType": "CONSENT"})
         if not isinstance(answer, dict) or not answer.get("signingKey") or not answer.get("subscriptionId"):
             raise ProviderBadResponse(f"{self.provider_id} subscribed without a subscription id or signing key")
-        key = Secret(str(answer["signingKey"]))
+        key = Secret(str(answer["signingKey"]), transient=True)
         await vault.put(self.provider_id, SIGNING_KEY, key)
-        await vault.put(self.provider_id, SUBSCRIPTION_ID, Secret(str(answer["subscriptionId"])))
+        await vault.put(self.provider_id, SUBSCRIPTION_ID, Secret(str(answer["subscriptionId"]), transient=True))
         self._signing_key = key
         self.notifications_problem = None
         return "created"

@@ -89,8 +89,9 @@ async def _run_action(request: web.Request) -> web.Response:
 class SandboxServer:
     """Runs one aiohttp app on `host:port` (0 = an ephemeral port) in the running event loop."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, ssl_context: Any = None) -> None:
         self.app = app
+        self.ssl_context = ssl_context  # serve HTTPS (e.g. with client certificates for mutual TLS) when set
         self._runner: web.AppRunner | None = None
         self.base_url: str | None = None
 
@@ -100,14 +101,15 @@ class SandboxServer:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site = web.TCPSite(runner, host, port, ssl_context=self.ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
         bound_host, bound_port = runner.addresses[0][:2]
-        self.base_url = f"http://{_url_host(bound_host)}:{bound_port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        self.base_url = f"{scheme}://{_url_host(bound_host)}:{bound_port}"
         return self.base_url
 
     async def stop(self) -> None:
@@ -132,6 +134,10 @@ class SimulatorBase(abc.ABC):
     _server: SandboxServer | None
     base_url: str | None
 
+    def ssl_context(self) -> Any:
+        """The server's TLS context; None serves plain HTTP (simulators of mutual-TLS providers override it)."""
+        return None
+
     @abc.abstractmethod
     def _build_app(self) -> web.Application:
         """The simulator's routes, faults and call log."""
@@ -144,7 +150,7 @@ class SimulatorBase(abc.ABC):
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         if self._server is not None:
             raise RuntimeError("the sandbox is already running at " + str(self.base_url))
-        self._server = SandboxServer(self.app())
+        self._server = SandboxServer(self.app(), self.ssl_context())
         self.base_url = await self._server.start(host, port)
         return self.base_url
 

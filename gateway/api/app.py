@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from adapters.base import load_adapter_class
-from gateway.api import accounts, applications, consents, customers, ops, providers, reports, webhooks
+from gateway.api import accounts, applications, consents, customers, onboarding, ops, providers, reports, webhooks
 from gateway.api.cursor import CursorCodec
 from gateway.api.middleware import gateway_middleware
 from gateway.api.state import STATE, GatewayState
@@ -30,7 +30,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/metrics", ops.metrics)
     r.add_get("/openapi.json", ops.openapi_json)
     r.add_get("/docs", ops.docs)
+    r.add_get("/.well-known/jwks.json", onboarding.public_keys)
     r.add_get("/v1/providers", providers.list_providers)
+    r.add_post("/v1/providers/{provider}/registration", onboarding.register)
+    r.add_get("/v1/providers/{provider}/registration", onboarding.get_registration)
+    r.add_delete("/v1/providers/{provider}/registration", onboarding.delete_registration)
     r.add_get("/v1/institutions", providers.list_institutions)
     r.add_post("/v1/customers", customers.create_customer)
     r.add_get("/v1/customers/{customer_id}", customers.get_customer)

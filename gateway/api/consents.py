@@ -94,9 +94,15 @@ async def create_consent(request: web.Request) -> web.Response:
                 {"location": "body", "field": "previous_consent_id",
                  "message": f"no consent of yours with {adapter.provider_id} has this id"}])
         previous_ref = previous.provider_ref
+    limits = {"expires_at": body.expires_at, "transactions_from": body.transactions_from,
+              "transactions_to": body.transactions_to}
+    if not adapter.consent_limits and any(v is not None for v in limits.values()):
+        raise ValidationFailed("the provider does not record a consent's expiry or transaction window", errors=[
+            {"location": "body", "field": name, "message": f"{adapter.provider_id} does not take it"}
+            for name, value in limits.items() if value is not None])
     data = CreateConsentInput(redirect_uri=body.redirect_uri, institution_id=body.institution_id,
                               permissions=body.permissions, language=body.language,
-                              previous_provider_ref=previous_ref)
+                              previous_provider_ref=previous_ref, **limits)
     adapter.validate_consent(data, customer)
     now = utcnow()
     record = ConsentRecord(
@@ -188,9 +194,13 @@ async def complete_consent(request: web.Request) -> web.Response:
 
 
 def parse_redirect_result(text: str) -> dict[str, str]:
-    """The query parameters of a redirect URL (or of a bare query string)."""
+    """The parameters of a redirect URL, from its query and its fragment (or of a bare query string)."""
     try:
-        query = urlsplit(text).query if "://" in text else text.lstrip("?")
+        if "://" in text:
+            parts = urlsplit(text)
+            query = "&".join(p for p in (parts.query, parts.fragment) if p)  # hybrid flows answer in the fragment
+        else:
+            query = text.lstrip("?#")
         pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=50)
     except ValueError as exc:
         raise ValidationFailed("redirect_result: not a redirect URL or query string", errors=[

@@ -114,6 +114,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_secret(self, provider: str, name: str) -> bytes | None: ...
 
+    @abc.abstractmethod
+    async def delete_secret(self, provider: str, name: str) -> None: ...
+
     # inbound provider events
     @abc.abstractmethod
     async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:

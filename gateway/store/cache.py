@@ -169,6 +169,9 @@ class CachedStore(Store):
     async def put_secret(self, provider: str, name: str, sealed: bytes, updated_at: datetime) -> None:
         await self.inner.put_secret(provider, name, sealed, updated_at)
 
+    async def delete_secret(self, provider: str, name: str) -> None:
+        await self.inner.delete_secret(provider, name)
+
     async def get_secret(self, provider: str, name: str) -> bytes | None:
         return await self.inner.get_secret(provider, name)
 

@@ -423,6 +423,10 @@ class SQLiteStore(Store):
             "ON CONFLICT (provider, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
             (provider, name, sealed, _ts(updated_at))))
 
+    async def delete_secret(self, provider: str, name: str) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM provider_secrets WHERE provider = ? AND name = ?",
+                                                (provider, name)))
+
     async def get_secret(self, provider: str, name: str) -> bytes | None:
         row = self._one("SELECT sealed FROM provider_secrets WHERE provider = ? AND name = ?", (provider, name))
         return bytes(row[0]) if row else None

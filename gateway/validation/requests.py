@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime, timezone
 from urllib.parse import urlsplit
 
 import attrs
@@ -162,6 +162,16 @@ class CreateConsentRequest:
                                                                                  "a language tag such as en or en-US")))
     # Connect the same end user again (e.g. after reauthentication_required) under a new consent.
     previous_consent_id: str | None = attrs.field(default=None, validator=_optional(_length(4, 64)))
+    # The consent's own limits, for providers that record them: when it ends, and which transactions it reaches.
+    expires_at: datetime | None = None
+    transactions_from: date | None = None
+    transactions_to: date | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.expires_at is not None and self.expires_at <= datetime.now(timezone.utc):
+            raise FieldValueError("expires_at", "must be in the future")
+        if self.transactions_from and self.transactions_to and self.transactions_from > self.transactions_to:
+            raise FieldValueError("transactions_to", "must not be before transactions_from")
 
 
 @attrs.frozen

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import enum
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import cattrs
+
+from gateway.models.time import parse_rfc3339
 
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
@@ -52,7 +54,17 @@ def _iso_date(value: Any, _: type) -> date:
         raise ValueError("must be a date in the form YYYY-MM-DD") from None
 
 
+def _timestamp(value: Any, _: type) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError("expected an RFC 3339 timestamp string")
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2027-01-31T12:00:00Z") from None
+
+
 converter.register_structure_hook(date, _iso_date)
+converter.register_structure_hook(datetime, _timestamp)
 converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(int, _strict_int)

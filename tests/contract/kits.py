@@ -36,6 +36,12 @@ KITS: dict[str, ProviderKit] = {
         consumer={"first_name": "Charlotte", "last_name": "Wilson"},
         report_types=("voa", "voi"),
     ),
+    "stripe-uk": ProviderKit(
+        provider="stripe-uk",
+        customer=None,  # the ASPSP knows its own customers; a consent needs none here
+        end_user={"outcome": "approve"},
+        payment_scheme="uk_sort_code",
+    ),
     "thredd": ProviderKit(
         provider="thredd",
         customer=None,  # Thredd registers its customer when the consent is created

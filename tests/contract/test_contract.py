@@ -60,7 +60,7 @@ async def _authorised(api: Api, kit: ProviderKit) -> dict[str, Any]:
     consent = await api.call("POST", "/v1/consents", 201, json=body)
     assert consent["status"] == "awaiting_authorisation" and consent["authorisation_url"]
     async with aiohttp.ClientSession() as session:
-        async with session.post(consent["authorisation_url"], json=kit.end_user or None) as resp:
+        async with session.post(consent["authorisation_url"], json=kit.end_user or None, ssl=False) as resp:
             assert resp.status == 200
             redirect = (await resp.json())["redirect_to"]
     done = await api.call("POST", f"/v1/consents/{consent['id']}/complete", 200, json={"redirect_result": redirect})
@@ -171,6 +171,23 @@ async def test_cdr_consent_management_scenario(gateway, provider: str) -> None: 
     await api.call("GET", f"/v1/accounts/{accounts[0]['id']}", 404)
 
 
+async def test_client_registration_scenario(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    if "register_client" not in _caps(provider):
+        pytest.skip(f"{provider} has no client registration")
+    api = Api(gateway)
+    first = await api.call("POST", f"/v1/providers/{provider}/registration", 200)  # registered at start: kept
+    assert first["outcome"] == "kept" and first["registration"]["client_id"]
+    read = await api.call("GET", f"/v1/providers/{provider}/registration", 200)
+    assert read["registration"]["client_id"] == first["registration"]["client_id"]
+    resp = await gateway.delete(f"/v1/providers/{provider}/registration", headers=DEV)
+    assert resp.status == 204
+    await api.call("GET", f"/v1/providers/{provider}/registration", 404)
+    again = await api.call("POST", f"/v1/providers/{provider}/registration", 201)
+    assert again["outcome"] == "created" and again["registration"]["client_id"] != first["registration"]["client_id"]
+    # the new client works: a consent can be created and authorised under it
+    await _authorised(api, _kit(provider))
+
+
 async def test_institutions(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
     if "list_institutions" not in _caps(provider):
         pytest.skip(f"{provider} does not list institutions")
@@ -217,6 +234,8 @@ async def test_undeclared_operations_answer_501_without_upstream_call(gateway, p
                           {"first_name": "Ann", "last_name": "Lee"}))
         if "create_report" in missing:
             calls.append(("create_report", "POST", "/v1/reports", {"customer_id": customer_id, "type": "voa"}))
+    if "register_client" in missing:
+        calls.append(("register_client", "POST", f"/v1/providers/{provider}/registration", None))
     if "register_application" in missing:
         calls.append(("register_application", "POST", "/v1/applications",
                       {"provider": provider, "access_model": "CDR_REPRESENTATIVE", "name": "App"}))

@@ -31,6 +31,14 @@ PROD_ENV = {
     "MASTERCARD_AU_APP_KEY": "prod-au-app-key-value",
     "MASTERCARD_AU_ACCESS_MODEL": "ADR_OSP",
     "MASTERCARD_AU_APPLICATION_ID": "3000001",
+    "STRIPE_UK_SOFTWARE_ID": "sw-123",
+    "OB_ORGANISATION_ID": "org-123",
+    "OB_SOFTWARE_STATEMENT_FILE": str(Path(__file__).with_name("fixtures") / "ssa.jwt"),
+    "OB_TRANSPORT_CERT_FILE": "/etc/gateway/transport.pem",
+    "OB_TRANSPORT_KEY_FILE": "/etc/gateway/transport.key",
+    "OB_SIGNING_KEY_FILE": "/etc/gateway/signing.key",
+    "OB_SIGNING_KID": "kid-1",
+    "STRIPE_UK_REDIRECT_URI": "https://app.fintech.example/ob/callback",
 }
 
 

@@ -1,0 +1,207 @@
+"""A simulated Stripe UK ASPSP: an OpenID Provider with DCR v3.2 and the Open Banking v3.1.2 AIS resource server.
+
+The gateway's embedded environment and its tests run against this over HTTPS with mutual TLS, as they would against
+Stripe. `adapters/stripe_uk/UPSTREAM.md` is the contract both sides follow. One gate runs before every handler:
+the client certificate check on /register, /token and the AIS paths (the TLS layer already verified any certificate
+against `client_ca`; here it must be present), then for AIS the bearer token, the operation's security scheme and
+the spec check of `upstream-ais-openapi.yaml`. Failures answer in the shape of the endpoint: OAuth JSON for the
+authorisation server, OBErrorResponse1 for AIS. Discovery, /jwks and /authorize need no client certificate.
+
+Out of process, the control routes of `adapters.sandbox_kit.server` apply, with the action `expire_access_tokens`.
+"""
+from __future__ import annotations
+
+import functools
+
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from adapters.sandbox_kit import CallLog, FaultInjector, OpenAPISpec, SandboxServer, SimulatorBase, build_app
+from adapters.sandbox_kit.calllog import is_control_path
+from adapters.stripe_uk import sandbox_ais, sandbox_dcr, sandbox_oauth
+from adapters.stripe_uk.sandbox_ais import AIS_BASE
+from adapters.stripe_uk.sandbox_data import DEFAULT_PSU
+from adapters.stripe_uk.sandbox_http import (
+    CLIENT_CERT, SANDBOX, BearerError, Detail, OAuthError, OBError, cert_thumbprint, challenge, ob_error_body,
+    peer_certificate, status_phrase,
+)
+from adapters.stripe_uk.sandbox_jose import ALG
+from adapters.stripe_uk.sandbox_world import AccessToken, Client, Consent, World
+
+HERE = Path(__file__).parent
+AIS_SPEC_PATH = HERE / "upstream-ais-openapi.yaml"
+DCR_SPEC_PATH = HERE / "upstream-dcr-openapi.yaml"
+# The v3.1.2 swagger offers OBAccount4 and OBTransaction5 as `oneOf` Basic / Detail. Neither variant forbids other
+# properties and Detail only adds optional ones (OBAccount4Detail adds a required Account), so every transaction and
+# every detailed account matches both and `oneOf` can never hold. The standard means "either shape": validate anyOf.
+AIS_SPEC_PATCHES = {
+    "/components/schemas/OBAccount4": {"anyOf": [{"$ref": "#/components/schemas/OBAccount4Basic"},
+                                                 {"$ref": "#/components/schemas/OBAccount4Detail"}]},
+    "/components/schemas/OBTransaction5": {"anyOf": [{"$ref": "#/components/schemas/OBTransaction5Basic"},
+                                                     {"$ref": "#/components/schemas/OBTransaction5Detail"}]},
+}
+MTLS_MESSAGE = "a client certificate is required (mutual TLS)"
+
+
+def _needs_mtls(path: str) -> bool:
+    return path == "/token" or path == "/register" or path.startswith("/register/") or path.startswith(AIS_BASE)
+
+
+
+@functools.lru_cache(maxsize=1)
+def _aspsp_key() -> RSAKey:
+    """The simulated ASPSP's ID-token signing key: made once per process (an RSA key costs ~40 ms to make, and the
+    tests start hundreds of simulators)."""
+    return RSAKey.generate_key(2048)
+
+class StripeUKSandbox(SimulatorBase):
+    def __init__(self, *, server_cert: Path, server_key: Path, client_ca: Path, directory_jwks: dict,
+                 keystore: dict[str, dict], seed: int = 23, now: Callable[[], datetime] | None = None,
+                 access_token_ttl: float = 300.0, refresh_token_ttl: float = 7776000.0,
+                 code_ttl: float = 60.0) -> None:
+        self.server_cert, self.server_key, self.client_ca = Path(server_cert), Path(server_key), Path(client_ca)
+        self.directory_jwks = directory_jwks
+        self.keystore = keystore
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.world = World(seed=seed, now=self.now, access_token_ttl=access_token_ttl,
+                           refresh_token_ttl=refresh_token_ttl, code_ttl=code_ttl)
+        self.signing_key = _aspsp_key()
+        self.kid = self.signing_key.thumbprint()
+        self.spec = OpenAPISpec.load(AIS_SPEC_PATH, AIS_SPEC_PATCHES)
+        self.dcr_spec = OpenAPISpec.load(DCR_SPEC_PATH)
+        self.faults = FaultInjector(error_body=self._fault_body, on_expired_token=self.expire_access_tokens)
+        self.calls = CallLog()
+        self.default_psu = DEFAULT_PSU  # whose accounts the simulated PSU page offers unless the POST names one
+        self.clock: Callable[[], float] = time.time  # wall clock for JWT iat / exp checks
+        self.base_url: str | None = None
+        self._app: web.Application | None = None
+        self._server: SandboxServer | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(self.server_cert), str(self.server_key))
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(str(self.client_ca))
+        return context
+
+    def _build_app(self) -> web.Application:
+        app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate],
+                        actions={"expire_access_tokens": self.expire_access_tokens})
+        app[SANDBOX] = self
+        for routes, prefix in ((sandbox_oauth.ROUTES, ""), (sandbox_dcr.ROUTES, ""), (sandbox_ais.ROUTES, AIS_BASE)):
+            for method, template, handler in routes:
+                app.router.add_route(method, prefix + template, handler)
+        return app
+
+    @property
+    def issuer(self) -> str:
+        if self.base_url is None:
+            raise RuntimeError("the sandbox is not running: start() it first")
+        return self.base_url
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer + "/token"
+
+    # --- test controls ---------------------------------------------------------------------------------------
+    @property
+    def clients(self) -> dict[str, Client]:
+        return self.world.clients
+
+    @property
+    def consents(self) -> dict[str, Consent]:
+        return self.world.consents
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far is refused (401 invalid_token) from now on; refresh tokens still work."""
+        self.world.expire_access_tokens()
+
+    def expire_consent(self, consent_id: str) -> None:
+        """The consent's ExpirationDateTime becomes now: data calls answer 403, refreshing answers invalid_grant."""
+        self.world.consents[consent_id].expiration = self.now()
+
+    def revoke_consent(self, consent_id: str) -> None:
+        """As if the PSU revoked the consent at the ASPSP."""
+        self.world.set_status(self.world.consents[consent_id], "Revoked")
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [{**self.signing_key.as_dict(private=False), "kid": self.kid, "use": "sig", "alg": ALG}]}
+
+    def sign_id_token(self, claims: dict[str, Any]) -> str:
+        """Any claims, signed PS256 with the ASPSP key that /jwks publishes (tests craft bad ID tokens with it)."""
+        return jwt.encode({"alg": ALG, "kid": self.kid, "typ": "JWT"}, claims, self.signing_key, algorithms=[ALG])
+
+    # --- shared checks ---------------------------------------------------------------------------------------
+    def software_jwks(self, endpoint: str) -> dict[str, Any]:
+        jwks = self.keystore.get(endpoint)
+        if jwks is None:
+            raise KeyError(endpoint)
+        return jwks
+
+    def access_token(self, request: web.Request) -> AccessToken:
+        """The valid access token of a request, bound to its client certificate; else BearerError 401."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise BearerError(401, "invalid_request", "an Authorization: Bearer access token is required")
+        token = self.world.access_tokens.get(value.strip())
+        if token is None:
+            raise BearerError(401, "invalid_token", "the access token is unknown or revoked")
+        if time.monotonic() >= token.expires_at:
+            raise BearerError(401, "invalid_token", "the access token has expired")
+        if token.client_id not in self.world.clients:
+            raise BearerError(401, "invalid_token", "the client of this access token no longer exists")
+        if cert_thumbprint(request[CLIENT_CERT]) != token.cert_thumbprint:
+            raise BearerError(401, "invalid_token", "the access token is bound to another client certificate")
+        return token
+
+    # --- the gate --------------------------------------------------------------------------------------------
+    @web.middleware
+    async def _gate(self, request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if is_control_path(request.path):
+            return await handler(request)
+        ais = request.path.startswith(AIS_BASE)
+        interaction_id = (request.headers.get("x-fapi-interaction-id") or str(uuid.uuid4())) if ais else None
+        try:
+            if _needs_mtls(request.path):
+                cert = peer_certificate(request)
+                if cert is None:
+                    if ais:
+                        raise OBError(401, "UK.OBIE.Header.Invalid", MTLS_MESSAGE,
+                                      headers={"WWW-Authenticate": challenge("invalid_request", MTLS_MESSAGE)})
+                    raise OAuthError(401, "invalid_client", MTLS_MESSAGE)
+                request[CLIENT_CERT] = cert
+            if ais:
+                response = await sandbox_ais.gate(self, request, handler)
+            else:
+                response = await handler(request)
+        except (OAuthError, BearerError, OBError) as err:
+            response = err.response()
+        except web.HTTPException as exc:
+            if interaction_id is not None:
+                exc.headers["x-fapi-interaction-id"] = interaction_id
+            raise
+        if interaction_id is not None:
+            response.headers["x-fapi-interaction-id"] = interaction_id
+        return response
+
+    def _fault_body(self, request: web.Request, status: int) -> dict[str, Any]:
+        if request.path.startswith(AIS_BASE):
+            code = "UK.OBIE.UnexpectedError" if status >= 500 else "UK.OBIE.Header.Invalid"
+            return ob_error_body(status, status_phrase(status), [Detail(code, f"simulated {status} fault")])
+        error = "temporarily_unavailable" if status in (429, 503) else "server_error" if status >= 500 else \
+            "invalid_request"
+        return {"error": error, "error_description": f"simulated {status} fault ({status_phrase(status)})"}
+
