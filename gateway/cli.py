@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CONFIG = "config/local.toml"
 
@@ -70,60 +71,19 @@ def _providers(args: argparse.Namespace) -> int:
 def _subscribe_notifications(args: argparse.Namespace) -> int:
     """Subscribe (or re-point) a provider's consent notifications outside a running gateway, e.g. after rotating
     server.public_url or when the subscription at start failed."""
-    import asyncio
-
-    from adapters.base import load_adapter_class
-    from gateway.config import ConfigError, load_config
-    from gateway.connectivity.client import UpstreamFactory
-    from gateway.errors import GatewayError
-    from gateway.observability import Metrics
-    from gateway.store import open_store
-    from gateway.vault import Vault
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    found = _adapter_outside_server(args, "the gateway subscribes when it starts")
+    if found is None:
         return 2
-    adapter_config = config.enabled_adapters().get(args.provider)
-    if adapter_config is None:
-        print(f"{args.provider} is not enabled in {args.config}", file=sys.stderr)
-        return 2
-    if adapter_config.embedded:
-        print(f"{args.provider} runs on its embedded simulator here: the gateway subscribes when it starts",
-              file=sys.stderr)
-        return 2
-    cls = load_adapter_class(args.provider)
-    if not hasattr(cls, "subscribe_notifications"):
+    if not hasattr(found[1], "subscribe_notifications"):
         print(f"{args.provider} has no consent notifications", file=sys.stderr)
         return 2
-    if config.security.encryption_key is None:
-        print("security.encryption_key is required to keep the signing key", file=sys.stderr)
-        return 2
-
-    async def run() -> str:
-        store = open_store(config.store.url, read_cache_seconds=0)
-        upstreams = UpstreamFactory(Metrics())
-        await store.open()
-        try:
-            adapter = cls(adapter_config, upstreams, store, base_url=adapter_config.base_url,
-                          vault=Vault(store, config.security.encryption_key), public_url=config.server.public_url)
-            await upstreams.start()
-            return str(await adapter.subscribe_notifications())  # type: ignore[attr-defined]
-        finally:
-            await upstreams.close()
-            await store.close()
-
-    try:
-        outcome = asyncio.run(run())
-    except (GatewayError, LookupError) as exc:
-        print(f"{args.provider}: {exc}", file=sys.stderr)
-        return 1
-    print(f"{args.provider}: consent notifications {outcome}")
-    return 0
+    code, outcome = _with_adapter(found, lambda adapter: adapter.subscribe_notifications())
+    if code == 0:
+        print(f"{args.provider}: consent notifications {outcome}")
+    return code
 
 
-def _adapter_outside_server(args: argparse.Namespace, what: str):  # type: ignore[no-untyped-def]
+def _adapter_outside_server(args: argparse.Namespace, what: str) -> tuple | None:  # type: ignore[type-arg]
     """(config, adapter class, adapter config) for a command acting on one provider outside a running gateway."""
     from adapters.base import load_adapter_class
     from gateway.config import ConfigError, load_config
@@ -138,17 +98,15 @@ def _adapter_outside_server(args: argparse.Namespace, what: str):  # type: ignor
         print(f"{args.provider} is not enabled in {args.config}", file=sys.stderr)
         return None
     if adapter_config.embedded:
-        print(f"{args.provider} runs on its embedded simulator here: {what} happens when the gateway starts, or "
-              f"through the admin API of the running gateway", file=sys.stderr)
+        print(f"{args.provider} runs on its embedded simulator here: {what}", file=sys.stderr)
         return None
     return config, load_adapter_class(args.provider), adapter_config
 
 
-def _onboard(args: argparse.Namespace) -> int:
-    """Dynamic Client Registration with a provider (idempotent), or --show / --delete the registration."""
+def _with_adapter(found: tuple, action: Any) -> tuple[int, Any]:  # type: ignore[type-arg]
+    """Build the adapter with its store, vault and upstream session, run `action(adapter)`, close everything.
+    (exit code, result); errors are printed."""
     import asyncio
-
-    import orjson
 
     from gateway.connectivity.client import UpstreamFactory
     from gateway.errors import GatewayError
@@ -156,18 +114,12 @@ def _onboard(args: argparse.Namespace) -> int:
     from gateway.store import open_store
     from gateway.vault import Vault
 
-    found = _adapter_outside_server(args, "registration")
-    if found is None:
-        return 2
     config, cls, adapter_config = found
-    if "register_client" not in cls.capabilities:
-        print(f"{args.provider} has no client registration", file=sys.stderr)
-        return 2
     if config.security.encryption_key is None:
-        print("security.encryption_key is required to keep the registration", file=sys.stderr)
-        return 2
+        print("security.encryption_key is required: what the provider issues is kept sealed", file=sys.stderr)
+        return 2, None
 
-    async def run() -> object:
+    async def run() -> Any:
         store = open_store(config.store.url)
         upstreams = UpstreamFactory(Metrics())
         await store.open()
@@ -175,24 +127,43 @@ def _onboard(args: argparse.Namespace) -> int:
             adapter = cls(adapter_config, upstreams, store, base_url=adapter_config.base_url,
                           vault=Vault(store, config.security.encryption_key), public_url=config.server.public_url)
             await upstreams.start()
-            if args.delete:
-                await adapter.delete_registration(None)
-                return {"deleted": True}
-            if args.show:
-                return {"registration": await adapter.get_registration(None)}
-            outcome, registration = await adapter.register_client(None)
-            return {"outcome": outcome, "registration": registration}
+            return await action(adapter)
         finally:
             await upstreams.close()
             await store.close()
 
     try:
-        result = asyncio.run(run())
+        return 0, asyncio.run(run())
     except (GatewayError, LookupError) as exc:
-        print(f"{args.provider}: {exc}", file=sys.stderr)
-        return 1
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    return 0
+        print(f"{adapter_config.provider}: {exc}", file=sys.stderr)
+        return 1, None
+
+
+def _onboard(args: argparse.Namespace) -> int:
+    """Dynamic Client Registration with a provider (idempotent), or --show / --delete the registration."""
+    import orjson
+
+    found = _adapter_outside_server(
+        args, "the gateway registers when it starts, and POST /v1/providers/<provider>/registration re-runs it")
+    if found is None:
+        return 2
+    if "register_client" not in found[1].capabilities:
+        print(f"{args.provider} has no client registration", file=sys.stderr)
+        return 2
+
+    async def act(adapter: Any) -> object:
+        if args.delete:
+            await adapter.delete_registration(None)
+            return {"deleted": True}
+        if args.show:
+            return {"registration": await adapter.get_registration(None)}
+        outcome, registration = await adapter.register_client(None)
+        return {"outcome": outcome, "registration": registration}
+
+    code, result = _with_adapter(found, act)
+    if code == 0:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return code
 
 
 def _certificates(args: argparse.Namespace) -> int:
