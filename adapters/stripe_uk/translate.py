@@ -197,6 +197,8 @@ def payment_coordinates(raw_account: Any, *, account_id: str) -> AccountDetails:
     coordinates = []
     for row in rows:
         for identifier in row.get("Account") or []:
+            if not isinstance(identifier, dict):
+                continue
             scheme, ident = identifier.get("SchemeName"), str(identifier.get("Identification", ""))
             if scheme == "UK.OBIE.SortCodeAccountNumber" and len(ident) == 14 and ident.isdigit():
                 coordinates.append(PaymentCoordinates(scheme="uk_sort_code", sort_code=ident[:6],
