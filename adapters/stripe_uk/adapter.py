@@ -337,10 +337,10 @@ class StripeUKAdapter(Adapter):
                                transactions_from=data.transactions_from, transactions_to=data.transactions_to)
         response = await self._aisp(ctx, "POST", "/account-access-consents", token=token, json=body,
                                     operation="create_consent")
-        if response.status != 201:
+        if not response.ok:
             raise self._fail(response)
         try:
-            created = response.json()["Data"]
+            created = response.json()["Data"]  # an unreadable body is the provider's fault (ProviderBadResponse)
             intent = str(created["ConsentId"])
         except (KeyError, TypeError):
             raise ProviderBadResponse(f"{self.provider_id} created a consent without a ConsentId") from None
