@@ -11,14 +11,11 @@ Beyond what the US deployment offers it keeps the CDR's rules:
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import date
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import attrs
-import orjson
 import structlog
 
 from adapters.base import (
@@ -36,6 +33,7 @@ from adapters.base import (
 from adapters.mastercard.adapter import MastercardPlatformAdapter, MastercardSettings
 from adapters.mastercard.region import AU
 from adapters.mastercard_au import translate as au
+from adapters.mastercard_au import webhooks as hooks
 from gateway import ids
 from gateway.errors import (
     Conflict,
@@ -402,9 +400,9 @@ class MastercardAUAdapter(MastercardPlatformAdapter):
         if channel == "consent-notifications":
             return await self._consent_notification(headers, body)
         self._verify_partner_signature(headers, body)
-        parsed = _json(body)
+        parsed = hooks.json_body(body)
         if channel == "reports":
-            return _report_event(parsed)
+            return hooks.report_event(parsed)
         return await self._connect_event(parsed)
 
     async def _signing_key_now(self) -> Secret:
@@ -416,20 +414,14 @@ class MastercardAUAdapter(MastercardPlatformAdapter):
         return self._signing_key
 
     async def _consent_notification(self, headers: Any, body: bytes) -> InboundEvent:
-        if headers.get("Event-Context", "").strip('"') != "CONSENT":
-            raise MalformedRequest("not a consent notification: Event-Context must be CONSENT")
-        key = await self._signing_key_now()
-        given = headers.get("Event-Signature", "").strip('"').lower()
-        expected = hmac.new(key.reveal().encode(), body, hashlib.sha256).hexdigest()
-        if not given or not hmac.compare_digest(given, expected):
-            raise Unauthenticated("the consent notification's Event-Signature does not match its body")
-        event_id, event_type, customer_ref, details, receipt = au.notification_parts(_json(body))
-        if headers.get("Event-Id", "").strip('"') != event_id or headers.get("Event-Type", "").strip('"') != event_type:
-            raise MalformedRequest("the Event-Id and Event-Type headers disagree with the notification body")
+        hooks.verify_consent_notification(await self._signing_key_now(), headers, body)
+        parsed = hooks.json_body(body)
+        event_id, event_type, customer_ref, details, receipt = au.notification_parts(parsed)
+        hooks.check_notification_headers(headers, event_id, event_type)
         receipt_ref = str(receipt.get("consentReceiptId") or next(
             (d.get("consentReceiptId") for d in details if d.get("consentReceiptId")), ""))
         payload = {"customer_ref": customer_ref, "receipt_ref": receipt_ref, "details": details,
-                   "summary": ((_json(body).get("payload") or {}).get("changes") or {}).get("summary")}
+                   "summary": ((parsed.get("payload") or {}).get("changes") or {}).get("summary")}
         if event_type == "INSTITUTIONS_ADDED" and receipt.get("consentReceiptId"):
             # The end user finished Connect: this authorises the consent awaiting it, with the receipt's terms.
             return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=payload,
@@ -450,31 +442,13 @@ class MastercardAUAdapter(MastercardPlatformAdapter):
         return InboundEvent(event_id=event_id, type=event_type, provider_ref=receipt_ref, payload=payload)
 
     def _verify_partner_signature(self, headers: Any, body: bytes) -> None:
-        """X-Signature is HMAC-SHA256 keyed with the partner secret. The provider's published sample hashes the
-        re-serialised JSON (JSON.stringify of the parsed body), not the bytes on the wire; the raw bytes are checked
-        first and the compact re-serialisation second, so either way a forged body fails. (A re-serialisation can differ
-        from the provider's in corner cases, e.g. 1.0 where JSON.stringify writes 1; the raw check covers a provider
-        that signs what it sends.)"""
-        given = headers.get("X-Signature", "").strip().lower()
-        if not given:
-            raise Unauthenticated("the webhook carries no X-Signature")
-        key = self.settings.partner_secret.reveal().encode()
-        if hmac.compare_digest(given, hmac.new(key, body, hashlib.sha256).hexdigest()):
-            return
-        try:
-            compact = orjson.dumps(orjson.loads(body))
-        except orjson.JSONDecodeError:
-            compact = b""
-        if compact and hmac.compare_digest(given, hmac.new(key, compact, hashlib.sha256).hexdigest()):
-            return
-        raise Unauthenticated("the webhook's X-Signature does not match its body")
+        hooks.verify_partner_signature(self.settings.partner_secret, headers, body)
 
     async def _connect_event(self, body: dict[str, Any]) -> InboundEvent:
         event_type = str(body.get("eventType") or "")
         if not event_type:
             raise MalformedRequest("a Connect webhook needs eventType")
-        raw_id = body.get("eventId")
-        event_id = str(raw_id) if raw_id else f"{event_type}:{hashlib.sha256(orjson.dumps(body)).hexdigest()[:32]}"
+        event_id = hooks.connect_event_id(body, event_type)
         customer_ref = str(body.get("customerId") or "")
         payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
         receipt_ref = payload.get("receiptId")
@@ -487,20 +461,4 @@ class MastercardAUAdapter(MastercardPlatformAdapter):
                                     ref_kind="customer", consent_update=self._receipt_update(receipt))
         return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=body,
                             ref_kind="customer")
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise MalformedRequest("the webhook body is not JSON") from None
-
-
-def _report_event(body: Any) -> InboundEvent:
-    if not isinstance(body, dict) or not body.get("id") or not body.get("eventName"):
-        raise MalformedRequest("a report webhook needs id and eventName")
-    name = str(body["eventName"])
-    status = au.report_status(body.get("status")) or au.report_status(name)
-    return InboundEvent(event_id=f"report:{body['id']}:{name}", type=name, provider_ref=str(body.get("customerId", "")),
-                        payload=body, ref_kind="customer", report_ref=str(body["id"]), report_status=status)
 

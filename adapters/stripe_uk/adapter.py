@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import attrs
 import orjson
 import structlog
 
@@ -29,12 +28,8 @@ from adapters.base import (
     TransactionQuery,
 )
 from adapters.stripe_uk import translate as ob
-from gateway.certificates.keys import (
-    SigningKey,
-    certificate_subject,
-    client_ssl_context,
-    load_signing_key,
-)
+from adapters.stripe_uk.settings import StripeUKSettings, resolve_material
+from gateway.certificates.keys import SigningKey, certificate_subject, client_ssl_context
 from gateway.connectivity import fapi
 from gateway.connectivity.client import UpstreamClient, UpstreamResponse
 from gateway.connectivity.tokens import TokenBroker
@@ -48,8 +43,7 @@ from gateway.errors import (
 )
 from gateway.models import ConnectLink, ConsentStatus, Page, Transaction
 from gateway.models.time import parse_upstream_time
-from gateway.onboarding.dcr import AUTH_METHODS, ClientProfile, Registrar
-from gateway.secrets import Secret
+from gateway.onboarding.dcr import ClientProfile, Registrar
 from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
 
 log = structlog.get_logger("gateway.stripe_uk")
@@ -57,55 +51,6 @@ log = structlog.get_logger("gateway.stripe_uk")
 _STATUSES = {"Authorised": ConsentStatus.AUTHORISED, "AwaitingAuthorisation": ConsentStatus.AWAITING_AUTHORISATION,
              "Rejected": ConsentStatus.REJECTED, "Revoked": ConsentStatus.REVOKED}
 _RENEW_MARGIN = 30.0  # seconds before an access token's expiry when it is renewed
-
-
-@attrs.frozen
-class StripeUKSettings:
-    software_id: str
-    organisation_id: str
-    redirect_uris: tuple[str, ...]
-    # Local environment only: generate throw-away keys, certificates and a software statement here on first start.
-    local_material: str | None = None
-    software_statement: Secret | None = None
-    transport_cert: str | None = None
-    transport_key: str | None = None
-    signing_key: str | None = None
-    signing_kid: str | None = None
-    trust_ca: str | None = None  # CA bundle for the ASPSP's server certificate (None: the system's roots)
-    token_endpoint_auth_method: str = attrs.field(default="private_key_jwt", validator=attrs.validators.in_(AUTH_METHODS))
-    register_on_start: bool = False
-    aisp_path: str = "/open-banking/v3.1/aisp"
-    sandbox_access_token_ttl: float = 300.0
-
-    def __attrs_post_init__(self) -> None:
-        if self.local_material is None and not all((self.software_statement, self.transport_cert,
-                                                    self.transport_key, self.signing_key)):
-            raise ValueError("set software_statement, transport_cert, transport_key and signing_key "
-                             "(or local_material in the local environment)")
-
-
-@attrs.frozen
-class Material:
-    transport_cert: Path
-    transport_key: Path
-    trust_ca: Path | None
-    signing: SigningKey
-    software_statement: Secret
-
-
-def resolve_material(settings: StripeUKSettings) -> Material:
-    if settings.local_material is not None:
-        from gateway.certificates.local import ensure_local_material
-
-        local = ensure_local_material(Path(settings.local_material), software_id=settings.software_id,
-                                      organisation_id=settings.organisation_id, redirect_uris=settings.redirect_uris)
-        return Material(local.transport_cert, local.transport_key, local.ca_cert,
-                        load_signing_key(local.signing_key, settings.signing_kid),
-                        Secret(local.software_statement.read_text().strip()))
-    assert settings.software_statement and settings.transport_cert and settings.transport_key and settings.signing_key
-    return Material(Path(settings.transport_cert), Path(settings.transport_key),
-                    Path(settings.trust_ca) if settings.trust_ca else None,
-                    load_signing_key(Path(settings.signing_key), settings.signing_kid), settings.software_statement)
 
 
 class StripeUKAdapter(Adapter):
@@ -391,7 +336,7 @@ class StripeUKAdapter(Adapter):
         if self.vault is None:
             raise LookupError("security.encryption_key is not configured: consent tokens cannot be stored")
         record = {"access_token": tokens["access_token"], "refresh_token": tokens["refresh_token"],
-                  "expires_at": time.time() + float(tokens.get("expires_in") or 300)}
+                  "expires_at": time.time() + int(tokens.get("expires_in") or 300)}
         sealed = self.vault.seal(self.provider_id, f"consent:{consent.id}", orjson.dumps(record).decode())
         return base64.b64encode(sealed).decode("ascii")
 
