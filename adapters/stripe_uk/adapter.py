@@ -10,12 +10,10 @@ consent, renewed before they expire, and a renewal that fails on an ASPSP fault 
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -28,32 +26,29 @@ from adapters.base import (
     TransactionQuery,
 )
 from adapters.stripe_uk import translate as ob
+from adapters.stripe_uk.oauth import OAuthClient
 from adapters.stripe_uk.settings import StripeUKSettings, resolve_material
-from gateway.certificates.keys import SigningKey, certificate_subject, client_ssl_context
+from gateway.certificates.keys import SigningKey, client_ssl_context
 from gateway.connectivity import fapi
 from gateway.connectivity.client import UpstreamClient, UpstreamResponse
 from gateway.connectivity.tokens import TokenBroker
 from gateway.errors import (
-    ConsentEndedUpstream,
-    GatewayCredentialsRejected,
     GatewayError,
     ProviderBadResponse,
-    ProviderUnavailable,
     ValidationFailed,
 )
 from gateway.models import ConnectLink, ConsentStatus, Page, Transaction
 from gateway.models.time import parse_upstream_time
-from gateway.onboarding.dcr import ClientProfile, Registrar
+from gateway.onboarding.dcr import Registrar
 from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
 
 log = structlog.get_logger("gateway.stripe_uk")
 
 _STATUSES = {"Authorised": ConsentStatus.AUTHORISED, "AwaitingAuthorisation": ConsentStatus.AWAITING_AUTHORISATION,
              "Rejected": ConsentStatus.REJECTED, "Revoked": ConsentStatus.REVOKED}
-_RENEW_MARGIN = 30.0  # seconds before an access token's expiry when it is renewed
 
 
-class StripeUKAdapter(Adapter):
+class StripeUKAdapter(OAuthClient, Adapter):
     provider_id = "stripe-uk"
     regions = frozenset({"GB"})
     settings_type = StripeUKSettings
@@ -121,117 +116,6 @@ class StripeUKAdapter(Adapter):
         if self.registration_problem is not None:
             out["registration"] = f"not registered: {self.registration_problem}"
         return out
-
-    # --- plumbing ------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _origin(url: str) -> str:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    async def _client_for(self, url: str) -> tuple[UpstreamClient, str]:
-        """The pooled mTLS client for an absolute URL's origin, and the URL's path and query."""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        client = self._origins.get(origin)
-        if client is None:
-            if parts.scheme != "https":
-                raise ProviderBadResponse(f"{self.provider_id} named a non-https endpoint")
-            client = self.upstreams.client(f"{self.provider_id}:{parts.netloc}", origin, self.config, ssl=self._ssl)
-            await client.start()
-            self._origins[origin] = client
-        return client, parts.path + (f"?{parts.query}" if parts.query else "")
-
-    def _fail(self, response: UpstreamResponse) -> GatewayError:
-        return ob.error_from_response(response.status, response.body, retry_after=response.retry_after)
-
-    async def discovery(self) -> dict[str, Any]:
-        if self._discovery is None:
-            response = await self.upstream.request("GET", "/.well-known/openid-configuration",
-                                                   operation="discovery")
-            if not response.ok:
-                raise self._fail(response)
-            document = response.json()
-            if not isinstance(document, dict) or not all(
-                    isinstance(document.get(k), str) for k in ("issuer", "token_endpoint", "authorization_endpoint",
-                                                              "jwks_uri", "registration_endpoint")):
-                raise ProviderBadResponse(f"{self.provider_id} published an incomplete OpenID configuration")
-            self._discovery = document
-        return self._discovery
-
-    async def _jwks(self, *, refresh: bool = False) -> dict[str, Any]:
-        if self._aspsp_jwks is None or refresh:
-            client, path = await self._client_for((await self.discovery())["jwks_uri"])
-            response = await client.request("GET", path, operation="aspsp_jwks")
-            if not response.ok or not isinstance(response.json(), dict):
-                raise ProviderBadResponse(f"{self.provider_id} published no usable JWKS")
-            self._aspsp_jwks = response.json()
-        return self._aspsp_jwks
-
-    def _profile(self) -> ClientProfile:
-        return ClientProfile(software_statement=self.material.software_statement,
-                             redirect_uris=tuple(self.settings.redirect_uris),
-                             token_endpoint_auth_method=self.settings.token_endpoint_auth_method,
-                             scope="openid accounts payments",
-                             transport_subject_dn=certificate_subject(self.material.transport_cert.read_bytes()))
-
-    async def _registrar(self) -> Registrar:
-        if self.vault is None:
-            raise LookupError("security.encryption_key is not configured: the registration cannot be stored")
-        if self.registrar is None:
-            document = await self.discovery()
-            client, path = await self._client_for(document["registration_endpoint"])
-            self.registrar = Registrar(self.provider_id, client, self.vault, self.material.signing, self._profile(),
-                                       registration_path=path, audience=document["issuer"],
-                                       management_token=lambda cid: self._client_credentials("accounts", cid))
-        return self.registrar
-
-    async def _client_id(self) -> str:
-        registration = await (await self._registrar()).stored()
-        if registration is None:
-            raise GatewayCredentialsRejected(f"the gateway is not registered with {self.provider_id}; an operator "
-                                             f"must run `gateway onboard {self.provider_id}`", retryable=False)
-        return str(registration["client_id"])
-
-    # --- the token endpoint ------------------------------------------------------------------------------------------
-    async def _token_call(self, form: dict[str, str], *, client_id: str, operation: str) -> dict[str, Any]:
-        document = await self.discovery()
-        client, path = await self._client_for(document["token_endpoint"])
-        form = dict(form)
-        if self.settings.token_endpoint_auth_method == "private_key_jwt":
-            form["client_assertion_type"] = fapi.CLIENT_ASSERTION_TYPE
-            form["client_assertion"] = fapi.client_assertion(self.material.signing, client_id=client_id,
-                                                             audience=document["token_endpoint"])
-        else:
-            form["client_id"] = client_id
-        response = await client.request("POST", path, operation=operation, data=urlencode(form).encode(),
-                                        headers={"Content-Type": "application/x-www-form-urlencoded",
-                                                 "Accept": "application/json"}, idempotent=False)
-        if response.ok:
-            body = response.json()
-            if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
-                raise ProviderBadResponse(f"{self.provider_id} answered the token endpoint without an access token")
-            return body
-        code, _ = ob.ob_error_code(response.body)
-        if response.status == 400 and code == "invalid_grant":
-            raise ConsentEndedUpstream(f"{self.provider_id} no longer accepts the consent's grant (revoked or "
-                                       "expired at the bank); a new consent is needed.", provider_code=code)
-        if response.status in (400, 401) and code in ("invalid_client", "unauthorized_client"):
-            raise GatewayCredentialsRejected(f"{self.provider_id} refused the gateway's client authentication; an "
-                                             "operator must check the registration and keys.", provider_code=code,
-                                             retryable=False)
-        raise self._fail(response)
-
-    async def _client_credentials(self, scope: str, client_id: str | None = None) -> str:
-        client_id = client_id or await self._client_id()
-        broker = self._client_tokens.get(f"{client_id}:{scope}")
-        if broker is None:
-            async def fetch() -> str:
-                return str((await self._token_call({"grant_type": "client_credentials", "scope": scope},
-                                                   client_id=client_id, operation="client_credentials"))["access_token"])
-            # Renewed well inside the ASPSP's lifetime (it says expires_in; 4 minutes suits its 5).
-            broker = TokenBroker(f"{self.provider_id}:{client_id}:{scope}", fetch, renew_after=240.0)
-            self._client_tokens[f"{client_id}:{scope}"] = broker
-        return (await broker.get()).value
 
     # --- onboarding ----------------------------------------------------------------------------------------------------
     async def register_client(self, ctx: CallContext | None) -> tuple[str, dict[str, Any]]:
@@ -331,45 +215,6 @@ class StripeUKAdapter(Adapter):
         expires = parse_upstream_time(consent.upstream.get("expires"))
         return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=consent.provider_ref, expires_at=expires,
                              upstream={"tokens": self._seal(consent, tokens), "state": None, "nonce": None})
-
-    def _seal(self, consent: ConsentRecord, tokens: dict[str, Any]) -> str:
-        if self.vault is None:
-            raise LookupError("security.encryption_key is not configured: consent tokens cannot be stored")
-        record = {"access_token": tokens["access_token"], "refresh_token": tokens["refresh_token"],
-                  "expires_at": time.time() + int(tokens.get("expires_in") or 300)}
-        sealed = self.vault.seal(self.provider_id, f"consent:{consent.id}", orjson.dumps(record).decode())
-        return base64.b64encode(sealed).decode("ascii")
-
-    def _unseal(self, consent: ConsentRecord) -> dict[str, Any]:
-        stored = consent.upstream.get("tokens")
-        if not stored or self.vault is None:
-            raise ConsentEndedUpstream("the consent holds no tokens; it must be authorised again")
-        return orjson.loads(self.vault.open(self.provider_id, f"consent:{consent.id}", base64.b64decode(stored)))
-
-    async def _access_token(self, consent: ConsentRecord, *, stale: str | None = None) -> str:
-        tokens = self._unseal(consent)
-        if tokens["access_token"] != stale and tokens["expires_at"] - _RENEW_MARGIN > time.time():
-            return str(tokens["access_token"])
-        lock = self._consent_locks.setdefault(consent.id, asyncio.Lock())
-        async with lock:
-            fresh = await self.store.get_consent(consent.tenant, consent.id)
-            if fresh is None or fresh.status is not ConsentStatus.AUTHORISED:
-                raise ConsentEndedUpstream("the consent has ended")
-            tokens = self._unseal(fresh)
-            if tokens["access_token"] != stale and tokens["expires_at"] - _RENEW_MARGIN > time.time():
-                consent.upstream["tokens"] = fresh.upstream["tokens"]
-                return str(tokens["access_token"])  # renewed meanwhile
-            try:
-                renewed = await self._token_call({"grant_type": "refresh_token",
-                                                  "refresh_token": tokens["refresh_token"]},
-                                                 client_id=await self._client_id(), operation="refresh_token")
-            except ProviderUnavailable:
-                raise  # an ASPSP fault: the stored refresh token stays, the next call tries again
-            renewed.setdefault("refresh_token", tokens["refresh_token"])
-            fresh.upstream["tokens"] = self._seal(fresh, renewed)
-            await self.store.update_consent(fresh)
-            consent.upstream["tokens"] = fresh.upstream["tokens"]
-            return str(renewed["access_token"])
 
     async def _data(self, ctx: CallContext, consent: ConsentRecord, path: str, operation: str,
                     params: dict[str, str] | None = None) -> Any:
