@@ -1,6 +1,10 @@
 """The SQLite store's schema, as the migrations that build it."""
 from __future__ import annotations
 
+from datetime import datetime
+
+from gateway.models.time import UTC
+
 # Each entry is one schema version; a new version appends, never edits an old one.
 MIGRATIONS: list[str] = [
     """
@@ -60,3 +64,13 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+
+def ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat()
+
+
+def dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
