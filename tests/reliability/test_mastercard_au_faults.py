@@ -22,6 +22,7 @@ from adapters.mastercard_au.adapter import MastercardAUAdapter
 from adapters.mastercard_au.sandbox_events import ACCOUNT_ERRORS
 from tests.conftest import DEV, DEV_KEY, OTHER, count_rows, sandbox_of, serve, state_of
 from tests.flows import create_consent, create_customer, play_end_user
+from tests.reliability.common import assert_problem, stored_from, write_faults
 
 AU = "mastercard-au"
 END_USER = {"institution_id": "200003", "username": "profile_4110"}
@@ -80,18 +81,6 @@ async def account(linked):  # type: ignore[no-untyped-def]
 
 def calls(client: Any, path_regex: str, method: str = "GET") -> list:
     return sandbox_of(client, AU).calls.matching(method=method, path_regex=path_regex)
-
-
-def stored_from(client: Any, consent_id: str) -> int:
-    """Rows the gateway keeps from a consent: its accounts and its reports."""
-    db = state_of(client).store.db
-    return sum(int(db.execute(f"SELECT COUNT(*) FROM {table} WHERE consent_id = ?", (consent_id,)).fetchone()[0])
-               for table in ("accounts", "reports"))
-
-
-def assert_problem(status: int, problem: dict, *, http: int, code: str, source: str, retryable: bool) -> None:
-    got = (status, problem.get("code"), problem.get("source"), problem.get("retryable"))
-    assert got == (http, code, source, retryable), problem
 
 
 async def with_consumer(client: Any, customer_id: str) -> None:
@@ -180,13 +169,7 @@ async def test_dropped_connections_on_a_read(gw, account) -> None:  # type: igno
 
 # --- 1. upstream faults on writes (POSTs: never repeated, nothing stored) ---------------------------------------------
 # fault kwargs, expected (HTTP status, canonical code, retryable)
-WRITE_FAULTS = {
-    "5xx": ({"kind": "status", "status": 503}, (502, "provider_unavailable", True)),
-    "timeout": ({"kind": "latency", "delay": 0.4}, (504, "provider_timeout", True)),
-    "429": ({"kind": "rate_limit", "retry_after": 1}, (503, "provider_rate_limited", True)),
-    "malformed_json": ({"kind": "malformed_json"}, (502, "provider_bad_response", False)),
-    "dropped": ({"kind": "drop_connection"}, (502, "provider_unavailable", True)),
-}
+WRITE_FAULTS = write_faults(0.4)
 
 
 @pytest.mark.parametrize("fault", WRITE_FAULTS)

@@ -21,6 +21,7 @@ import pytest
 
 from adapters.stripe_uk.adapter import StripeUKAdapter
 from tests.conftest import DEV, DEV_KEY, OTHER, READONLY, count_rows, sandbox_of, serve, state_of
+from tests.reliability.common import assert_problem, stored_from, write_faults
 
 UK = "stripe-uk"
 REDIRECT = "https://app.example.com/callback"
@@ -106,11 +107,6 @@ def token_calls(client: Any, grant_type: str | None = None) -> list[dict[str, st
     return [f for f in forms if grant_type is None or f.get("grant_type") == grant_type]
 
 
-def stored_from(client: Any, consent_id: str) -> int:
-    db = state_of(client).store.db
-    return int(db.execute("SELECT COUNT(*) FROM accounts WHERE consent_id = ?", (consent_id,)).fetchone()[0])
-
-
 async def stored_tokens(client: Any, consent_id: str) -> dict[str, Any]:
     """The consent's tokens as the adapter unseals them."""
     record = await state_of(client).store.get_consent("dev", consent_id)
@@ -119,11 +115,6 @@ async def stored_tokens(client: Any, consent_id: str) -> dict[str, Any]:
 
 async def consent_status(client: Any, consent_id: str) -> str:
     return str((await (await client.get(f"/v1/consents/{consent_id}", headers=DEV)).json())["status"])
-
-
-def assert_problem(status: int, problem: dict, *, http: int, code: str, source: str, retryable: bool) -> None:
-    got = (status, problem.get("code"), problem.get("source"), problem.get("retryable"))
-    assert got == (http, code, source, retryable), problem
 
 
 # --- 1. upstream faults on AIS data calls (safe GETs: retried) -------------------------------------------------------
@@ -214,16 +205,9 @@ async def test_dropped_connections_on_a_read(gw, account) -> None:  # type: igno
 
 # --- 1. upstream faults on writes (POSTs: never repeated, nothing stored) ---------------------------------------------
 # fault kwargs, expected (HTTP status, canonical code, retryable)
-WRITE_FAULTS = {
-    "5xx": ({"kind": "status", "status": 503}, (502, "provider_unavailable", True)),
-    "timeout": ({"kind": "latency", "delay": SLOW}, (504, "provider_timeout", True)),
-    "429": ({"kind": "rate_limit", "retry_after": 1}, (503, "provider_rate_limited", True)),
-    "malformed_json": ({"kind": "malformed_json"}, (502, "provider_bad_response", False)),
-    "dropped": ({"kind": "drop_connection"}, (502, "provider_unavailable", True)),
-}
+WRITE_FAULTS = write_faults(SLOW)
 # Which POST of a consent creation fails: the account-access consent itself, or the client-credentials token.
 WRITES = {"account-access-consents": CONSENTS, "token": TOKEN}
-
 
 
 @pytest.mark.parametrize("write", WRITES)
