@@ -31,7 +31,10 @@ from gateway.models import (
     ReportStatus,
     Transaction,
 )
-from gateway.store.records import AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, ReportRecord
+from gateway.models.payments import Creditor, PaymentAccount, PaymentStatus
+from gateway.store.records import (
+    AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, PaymentRecord, ReportRecord,
+)
 
 if TYPE_CHECKING:
     from gateway.config import AdapterConfig
@@ -70,6 +73,11 @@ OPERATIONS: tuple[str, ...] = (
     "get_application",
     "list_application_institutions",
     "register_client",
+    "create_payment",
+    "authorise_payment",
+    "submit_payment",
+    "get_payment",
+    "confirm_funds",
 )
 
 
@@ -183,6 +191,42 @@ class ReportContent:
 class RegisterApplicationInput:
     access_model: str
     fields: dict[str, str]  # the canonical field names the access model requires or allows
+
+
+@attrs.frozen(slots=True)
+class PaymentInput:
+    """A payment order, validated by the canonical checks, for the provider's own rules and its consent."""
+    type: str  # domestic | sepa | international
+    amount: Any  # Decimal, > 0, within the currency's minor units
+    currency: str
+    creditor: Creditor
+    reference: str
+    end_to_end_id: str
+    instruction_id: str
+    redirect_uri: str
+    debtor_account: PaymentAccount | None = None
+    # Sent upstream as the provider's idempotency key: derived from the tenant and the caller's key, so a retry
+    # after a crash or a timeout reaches the provider as the same request.
+    idempotency_key: str | None = None
+
+
+@attrs.frozen(slots=True)
+class PaymentLink:
+    """A payment consent made upstream: where the payer authorises it."""
+    url: str
+    consent_ref: str
+    expires_at: Any = None  # datetime | None
+    upstream: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(slots=True)
+class PaymentUpdate:
+    """What an adapter learned upstream about a payment."""
+    status: PaymentStatus
+    upstream_status: str | None = None
+    provider_ref: str | None = None  # the upstream payment, once it exists
+    reason: str | None = None
+    upstream: dict[str, Any] = attrs.field(factory=dict)  # adapter-private facts to keep with the payment
 
 
 @attrs.frozen(slots=True)
@@ -373,6 +417,36 @@ class Adapter:
         the registration). The same capability covers reading and deleting it (get_registration,
         delete_registration)."""
         raise self._unsupported("register_client")
+
+    # --- payments -------------------------------------------------------------------------------------------------
+    # What the provider accepts, checked by the validation layer before any upstream call.
+    payment_types: ClassVar[frozenset[str]] = frozenset()
+    payment_currencies: ClassVar[frozenset[str]] = frozenset()
+    payment_schemes: ClassVar[frozenset[str]] = frozenset()  # creditor account schemes (uk_sort_code, iban, wallet)
+
+    def validate_payment(self, data: PaymentInput) -> None:
+        """Provider-specific rules for a new payment (reference rules, identification formats, …)."""
+
+    async def create_payment(self, ctx: CallContext, payment: PaymentRecord, data: PaymentInput) -> PaymentLink:
+        """Create the payment consent upstream; the payer authorises it at the returned URL."""
+        raise self._unsupported("create_payment")
+
+    async def authorise_payment(self, ctx: CallContext, payment: PaymentRecord, result: dict[str, str]) -> PaymentUpdate:
+        """Read the redirect result: authorised (with what submitting needs, e.g. sealed tokens) or rejected."""
+        raise self._unsupported("authorise_payment")
+
+    async def submit_payment(self, ctx: CallContext, payment: PaymentRecord) -> PaymentUpdate:
+        """Submit an authorised payment. Must be safe to repeat: the provider sees a repeat as the same request."""
+        raise self._unsupported("submit_payment")
+
+    async def get_payment(self, ctx: CallContext, payment: PaymentRecord) -> PaymentUpdate:
+        """Where the payment stands upstream. For an `unknown` payment, find out what the lost submission did by
+        asking the provider; never by creating another payment."""
+        raise self._unsupported("get_payment")
+
+    async def confirm_funds(self, ctx: CallContext, payment: PaymentRecord) -> bool:
+        """Whether the payer's account holds the amount (between authorisation and submission)."""
+        raise self._unsupported("confirm_funds")
 
     async def get_registration(self, ctx: CallContext | None) -> dict[str, Any]:
         raise self._unsupported("register_client")

@@ -113,6 +113,48 @@ class AdapterConfig:
         return self.base_url == "embedded"
 
 
+def _at_least(minimum: float, why: str):  # type: ignore[no-untyped-def]
+    def check(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+        if value < minimum:
+            raise ValueError(f"{attribute.name} must be at least {minimum:g} ({why})")
+    return check
+
+
+@attrs.frozen
+class PaymentsConfig:
+    # How long a caller's Idempotency-Key is kept after its first use (payment APIs promise at least a day).
+    idempotency_retention_hours: float = attrs.field(default=72.0, validator=_at_least(24, "keys are kept at least 24 h"))
+    # A duplicate that arrives while the first request is still running waits this long for its answer, then gets
+    # 409 request_in_progress with Retry-After.
+    idempotency_wait_seconds: float = attrs.field(default=10.0, validator=_at_least(0, "seconds"))
+    # A claim on a key not finished within this time is treated as abandoned (its process died) and taken over.
+    idempotency_lease_seconds: float = attrs.field(default=60.0, validator=_at_least(1, "seconds"))
+    # Reconciliation: non-final payments are checked upstream after base, 2×base, 4×base … seconds (capped at
+    # max), until final or until `reconcile_horizon_hours` after the payment was created.
+    reconcile: bool = True
+    reconcile_tick_seconds: float = attrs.field(default=1.0, validator=_at_least(0.01, "seconds"))
+    reconcile_backoff_base_seconds: float = attrs.field(default=2.0, validator=_at_least(0.01, "seconds"))
+    reconcile_backoff_max_seconds: float = attrs.field(default=300.0, validator=_at_least(0.01, "seconds"))
+    reconcile_horizon_hours: float = attrs.field(default=72.0, validator=_at_least(0.0001, "hours"))
+    reconcile_concurrency: int = attrs.field(default=8, validator=_at_least(1, "payments checked at once"))
+
+
+LICENCE_ROLES = frozenset({"AISP", "PISP"})
+
+
+@attrs.frozen
+class LicenceConfig:
+    """What the operator is licensed for: account information (AISP) and/or payment initiation (PISP), and the
+    countries where it is authorised or passported (empty: not restricted by country)."""
+    roles: tuple[str, ...] = ("AISP", "PISP")
+    countries: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        unknown = sorted(set(self.roles) - LICENCE_ROLES)
+        if unknown:
+            raise ValueError(f"roles: unknown role(s) {', '.join(unknown)} (known: AISP, PISP)")
+
+
 @attrs.frozen
 class GatewayConfig:
     environment: str
@@ -124,6 +166,8 @@ class GatewayConfig:
     adapters: Mapping[str, AdapterConfig]
     regions: Mapping[str, str]
     source: str = "<memory>"
+    payments: PaymentsConfig = PaymentsConfig()
+    licence: LicenceConfig = LicenceConfig()
 
     def enabled_adapters(self) -> dict[str, AdapterConfig]:
         return {pid: a for pid, a in self.adapters.items() if a.enabled}
@@ -211,7 +255,8 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
     if environment not in ENVIRONMENTS:
         problems.append(f"environment: must be one of {', '.join(sorted(ENVIRONMENTS))}")
         environment = "local"
-    known_top = {"environment", "server", "store", "logging", "security", "callers", "adapters", "regions"}
+    known_top = {"environment", "server", "store", "logging", "security", "callers", "adapters", "regions",
+                 "payments", "licence"}
     for key in data:
         if key not in known_top:
             problems.append(f"{key}: unknown key")
@@ -233,6 +278,8 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
     store = section("store", StoreConfig, StoreConfig())
     logging_cfg = section("logging", LoggingConfig, LoggingConfig())
     security = section("security", SecurityConfig)
+    payments = section("payments", PaymentsConfig, PaymentsConfig())
+    licence = section("licence", LicenceConfig, LicenceConfig())
     callers: list[CallerConfig] = []
     for i, raw_caller in enumerate(data.get("callers") or []):
         try:
@@ -309,6 +356,8 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
         adapters=adapters,
         regions=dict(regions),
         source=source,
+        payments=payments,
+        licence=licence,
     )
 
 

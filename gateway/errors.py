@@ -108,6 +108,10 @@ class Conflict(CallerError):
     status, code, title = 409, "conflict", "The resource is not in a state that allows this"
 
 
+class LicenceNotPermitted(CallerError):
+    status, code, title = 403, "licence_not_permitted", "The gateway's licence does not permit this"
+
+
 class ConsentNotActive(CallerError):
     status, code, title = 403, "consent_not_active", "The consent does not allow access"
 

@@ -27,6 +27,7 @@ from adapters.base import (
 )
 from adapters.stripe_uk import translate as ob
 from adapters.stripe_uk.oauth import OAuthClient
+from adapters.stripe_uk.payments import PaymentsClient
 from adapters.stripe_uk.settings import StripeUKSettings, resolve_material
 from gateway.certificates.keys import SigningKey, client_ssl_context
 from gateway.connectivity import fapi
@@ -48,7 +49,7 @@ _STATUSES = {"Authorised": ConsentStatus.AUTHORISED, "AwaitingAuthorisation": Co
              "Rejected": ConsentStatus.REJECTED, "Revoked": ConsentStatus.REVOKED}
 
 
-class StripeUKAdapter(OAuthClient, Adapter):
+class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
     provider_id = "stripe-uk"
     regions = frozenset({"GB"})
     settings_type = StripeUKSettings
@@ -56,6 +57,7 @@ class StripeUKAdapter(OAuthClient, Adapter):
     capabilities = frozenset({
         "create_consent", "complete_consent", "refresh_consent", "revoke_consent", "list_accounts", "get_balances",
         "list_transactions", "get_account_details", "get_account_owner", "register_client",
+        "create_payment", "authorise_payment", "submit_payment", "get_payment", "confirm_funds",
     })
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

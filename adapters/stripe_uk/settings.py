@@ -26,6 +26,14 @@ class StripeUKSettings:
     token_endpoint_auth_method: str = attrs.field(default="private_key_jwt", validator=attrs.validators.in_(AUTH_METHODS))
     register_on_start: bool = False
     aisp_path: str = "/open-banking/v3.1/aisp"
+    pisp_path: str = "/open-banking/v3.1/pisp"
+    # Message signing (x-jws-signature): the trust anchor named in signatures, whether the bank's answers must be
+    # signed, and (when known) the signer id the bank's signatures must name.
+    jws_trust_anchor: str = "openbanking.org.uk"
+    verify_response_signatures: bool = True
+    aspsp_signing_issuer: str | None = None
+    # Payments through this adapter move real money (tagged `live` in their records).
+    live: bool = False
     sandbox_access_token_ttl: float = 300.0
 
     def __attrs_post_init__(self) -> None:

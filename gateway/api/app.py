@@ -9,13 +9,17 @@ import structlog
 from aiohttp import web
 
 from adapters.base import load_adapter_class
-from gateway.api import accounts, applications, consents, customers, onboarding, ops, providers, reports, webhooks
+from gateway.api import (
+    accounts, applications, consents, customers, onboarding, ops, payments, providers, reports, webhooks,
+)
+from gateway.api.idempotency import idempotent
 from gateway.api.cursor import CursorCodec
 from gateway.api.middleware import gateway_middleware
 from gateway.api.state import STATE, GatewayState
 from gateway.config import GatewayConfig
 from gateway.connectivity.client import UpstreamFactory
 from gateway.observability import Metrics, configure_logging
+from gateway.payments.reconcile import Reconciler
 from gateway.store import open_store
 from gateway.validation.access import CallerDirectory
 from gateway.vault import Vault
@@ -36,15 +40,15 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/providers/{provider}/registration", onboarding.get_registration)
     r.add_delete("/v1/providers/{provider}/registration", onboarding.delete_registration)
     r.add_get("/v1/institutions", providers.list_institutions)
-    r.add_post("/v1/customers", customers.create_customer)
+    r.add_post("/v1/customers", idempotent(customers.create_customer))
     r.add_get("/v1/customers/{customer_id}", customers.get_customer)
-    r.add_post("/v1/customers/{customer_id}/consumer", customers.create_consumer)
+    r.add_post("/v1/customers/{customer_id}/consumer", idempotent(customers.create_consumer))
     r.add_post("/v1/customers/{customer_id}/consent-dashboard", customers.consent_dashboard)
-    r.add_post("/v1/consents", consents.create_consent)
+    r.add_post("/v1/consents", idempotent(consents.create_consent))
     r.add_get("/v1/consents", consents.list_consents)
     r.add_get("/v1/consents/{consent_id}", consents.get_consent)
-    r.add_post("/v1/consents/{consent_id}/complete", consents.complete_consent)
-    r.add_post("/v1/consents/{consent_id}/revoke", consents.revoke_consent)
+    r.add_post("/v1/consents/{consent_id}/complete", idempotent(consents.complete_consent))
+    r.add_post("/v1/consents/{consent_id}/revoke", idempotent(consents.revoke_consent))
     r.add_post("/v1/consents/{consent_id}/institution-logins/{login_ref}/revoke", consents.revoke_institution_login)
     r.add_get("/v1/accounts", accounts.list_accounts)
     r.add_get("/v1/accounts/{account_id}", accounts.get_account)
@@ -52,13 +56,19 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/accounts/{account_id}/transactions", accounts.list_transactions)
     r.add_get("/v1/accounts/{account_id}/details", accounts.get_details)
     r.add_get("/v1/accounts/{account_id}/owner", accounts.get_owner)
-    r.add_post("/v1/reports", reports.create_report)
+    r.add_post("/v1/reports", idempotent(reports.create_report))
     r.add_get("/v1/reports", reports.list_reports)
     r.add_get("/v1/reports/{report_id}", reports.get_report)
     r.add_get("/v1/reports/{report_id}/content", reports.get_report_content)
-    r.add_post("/v1/applications", applications.register_application)
+    r.add_post("/v1/applications", idempotent(applications.register_application))
     r.add_get("/v1/applications/{application_id}", applications.get_application)
     r.add_get("/v1/applications/{application_id}/institutions", applications.list_application_institutions)
+    r.add_post("/v1/payments", idempotent(payments.create_payment, required=True))
+    r.add_get("/v1/payments", payments.list_payments)
+    r.add_get("/v1/payments/{payment_id}", payments.get_payment)
+    r.add_post("/v1/payments/{payment_id}/complete", idempotent(payments.complete_payment))
+    r.add_post("/v1/payments/{payment_id}/submit", idempotent(payments.submit_payment))
+    r.add_get("/v1/payments/{payment_id}/funds-confirmation", payments.funds_confirmation)
     r.add_post("/webhooks/{provider}", webhooks.receive)
     r.add_post("/webhooks/{provider}/{channel}", webhooks.receive)
 
@@ -104,10 +114,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.upstreams.start()  # sessions open before adapters start: starting may call upstream
         for adapter in state.adapters.values():
             await adapter.start()
+        if config.payments.reconcile:
+            reconciler = Reconciler(state)
+            reconciler.start()
+            state.workers.append(reconciler)
         state.ready = True
         yield
     finally:
         state.ready = False
+        for worker in state.workers:
+            await worker.stop()
+        state.workers.clear()
         for adapter in state.adapters.values():
             await adapter.close()
         await state.upstreams.close()

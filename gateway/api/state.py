@@ -12,6 +12,7 @@ from gateway.config import GatewayConfig
 from gateway.connectivity.client import UpstreamFactory
 from gateway.errors import NotFound
 from gateway.observability import Metrics
+from gateway.payments.locks import KeyedLocks
 from gateway.store import Store
 from gateway.validation.access import Caller, CallerDirectory
 
@@ -27,6 +28,8 @@ class GatewayState:
     id_key: bytes
     adapters: dict[str, Adapter] = attrs.field(factory=dict)
     sandboxes: dict[str, Any] = attrs.field(factory=dict)
+    payment_locks: KeyedLocks = attrs.field(factory=KeyedLocks)
+    workers: list[Any] = attrs.field(factory=list)
     ready: bool = False
 
     def adapter(self, provider: str) -> Adapter:

@@ -1,6 +1,14 @@
 """Canonical models: what product teams see, whatever the provider behind them."""
 from gateway.models.money import Money, decimal_from_float, parse_amount
 from gateway.models.time import utc_from_epoch, utcnow, parse_rfc3339, date_from_epoch
+from gateway.models.payments import (
+    Creditor,
+    FundsConfirmation,
+    Payment,
+    PaymentAccount,
+    PaymentStatus,
+    PaymentTransition,
+)
 from gateway.models.resources import (
     Account,
     AccountDetails,
@@ -28,6 +36,12 @@ from gateway.models.resources import (
 )
 
 __all__ = [
+    "Creditor",
+    "FundsConfirmation",
+    "Payment",
+    "PaymentAccount",
+    "PaymentStatus",
+    "PaymentTransition",
     "Account",
     "AccountDetails",
     "Application",

@@ -8,8 +8,10 @@ from __future__ import annotations
 import abc
 from datetime import datetime
 
+from gateway.models.payments import PaymentTransition
 from gateway.store.records import (
-    AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, InboundEventRecord, ReportRecord,
+    AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, IdempotencyRecord, IdempotentResponse,
+    InboundEventRecord, PaymentRecord, ReportRecord,
 )
 
 
@@ -132,3 +134,50 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]: ...
+
+    # payments
+    @abc.abstractmethod
+    async def insert_payment(self, record: PaymentRecord, transition: PaymentTransition,
+                             response: IdempotentResponse | None = None) -> None:
+        """In one transaction: the payment, its first transition and (when given) the response kept under the
+        caller's idempotency key (raises LostIdempotencyClaim, writing nothing, if the claim was taken over)."""
+
+    @abc.abstractmethod
+    async def update_payment(self, record: PaymentRecord, transitions: list[PaymentTransition], *,
+                             response: IdempotentResponse | None = None) -> bool:
+        """In one transaction, only if the stored version is still `record.version`: the payment (version bumped),
+        its transitions and the idempotent response. False, and nothing written, if someone wrote it since."""
+
+    @abc.abstractmethod
+    async def get_payment(self, tenant: str, payment_id: str) -> PaymentRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_payments(self, tenant: str, *, limit: int, after: tuple[str, str] | None) -> list[PaymentRecord]:
+        """Newest first, like list_consents."""
+
+    @abc.abstractmethod
+    async def payment_transitions(self, tenant: str, payment_id: str) -> list[PaymentTransition]:
+        """Oldest first."""
+
+    @abc.abstractmethod
+    async def due_payments(self, now: datetime, limit: int) -> list[PaymentRecord]:
+        """Payments of any tenant whose next reconciliation check is due, the most overdue first."""
+
+    # idempotency keys
+    @abc.abstractmethod
+    async def claim_idempotency_key(self, claim: IdempotencyRecord) -> IdempotencyRecord:
+        """Insert the claim, or take over an in-progress one with the same fingerprint whose lease ran out; return
+        the stored record (the caller holds the key when its owner is the claim's)."""
+
+    @abc.abstractmethod
+    async def get_idempotency_key(self, tenant: str, key: str) -> IdempotencyRecord | None: ...
+
+    @abc.abstractmethod
+    async def finish_idempotency_key(self, response: IdempotentResponse) -> None: ...
+
+    @abc.abstractmethod
+    async def release_idempotency_key(self, tenant: str, key: str, owner: str) -> None: ...
+
+    @abc.abstractmethod
+    async def purge_idempotency_keys(self, now: datetime) -> int:
+        """Delete keys past their expiry; returns how many."""

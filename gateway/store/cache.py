@@ -20,7 +20,45 @@ from gateway.store.records import (
 )
 
 
-class CachedStore(Store):
+class _PaymentsPassThrough:
+    """Payments and idempotency keys are never cached: every read must see the latest write of any replica."""
+    inner: Store
+
+    async def insert_payment(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.insert_payment(*args, **kw)
+
+    async def update_payment(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.update_payment(*args, **kw)
+
+    async def get_payment(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.get_payment(*args, **kw)
+
+    async def list_payments(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.list_payments(*args, **kw)
+
+    async def payment_transitions(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.payment_transitions(*args, **kw)
+
+    async def due_payments(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.due_payments(*args, **kw)
+
+    async def claim_idempotency_key(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.claim_idempotency_key(*args, **kw)
+
+    async def get_idempotency_key(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.get_idempotency_key(*args, **kw)
+
+    async def finish_idempotency_key(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.finish_idempotency_key(*args, **kw)
+
+    async def release_idempotency_key(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.release_idempotency_key(*args, **kw)
+
+    async def purge_idempotency_keys(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.purge_idempotency_keys(*args, **kw)
+
+
+class CachedStore(_PaymentsPassThrough, Store):
     def __init__(self, inner: Store, ttl: float, *, max_entries: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner

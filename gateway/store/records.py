@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
 
-from gateway.models import ConsentStatus, CustomerType, ReportStatus
+from gateway.models import ConsentStatus, CustomerType, PaymentStatus, ReportStatus
 
 
 @attrs.define(slots=True)
@@ -108,3 +109,60 @@ class ApplicationRecord:
     status: str
     created_at: datetime
     updated_at: datetime
+
+
+@attrs.define(slots=True)
+class PaymentRecord:
+    """A payment and where it stands. `request` is the canonical order as the caller gave it (creditor, debtor
+    account, reference, …); `upstream` is adapter-private (the consent's state and nonce, sealed tokens, the exact
+    body submitted), never shown to callers."""
+    id: str
+    tenant: str
+    provider: str
+    type: str
+    status: PaymentStatus
+    amount: Decimal
+    currency: str
+    request: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    consent_ref: str | None = None
+    provider_ref: str | None = None
+    authorisation_url: str | None = None
+    redirect_uri: str | None = None
+    upstream_status: str | None = None
+    status_reason: str | None = None
+    customer_id: str | None = None
+    live: bool = False
+    upstream: dict[str, Any] = attrs.field(factory=dict)
+    # Reconciliation: when the worker looks next, and how many times it has looked.
+    next_check_at: datetime | None = None
+    check_attempts: int = 0
+    version: int = 0  # bumped on every write; a write that expected another version is refused
+
+
+@attrs.define(slots=True)
+class IdempotencyRecord:
+    """A caller's Idempotency-Key: claimed before anything happens, holding the first response once done."""
+    tenant: str
+    key: str
+    fingerprint: str  # hash of the canonical request
+    state: str  # "in_progress" | "done"
+    owner: str  # who holds an in-progress claim (one request)
+    lease_until: datetime  # an in-progress claim past this is abandoned (its process died)
+    created_at: datetime
+    expires_at: datetime
+    status: int | None = None
+    content_type: str | None = None
+    body: bytes | None = None
+
+
+@attrs.frozen(slots=True)
+class IdempotentResponse:
+    """What to keep under a key, written in the same transaction as the resource it describes."""
+    tenant: str
+    key: str
+    owner: str
+    status: int
+    content_type: str
+    body: bytes

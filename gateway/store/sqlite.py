@@ -21,6 +21,7 @@ import orjson
 from gateway.models import ConsentStatus, CustomerType
 from gateway.models.serialize import dumps
 from gateway.store.base import Store
+from gateway.store.sqlite_payments import PaymentsAndKeys
 from gateway.store.sqlite_records import ReportsApplicationsSecrets
 from gateway.store.sqlite_schema import MIGRATIONS, dt as _dt, ts as _ts
 from gateway.store.records import (
@@ -70,7 +71,7 @@ def _account(row: Any) -> AccountRecord:
                          created_at=_dt(row[5]), data=orjson.loads(row[6]))
 
 
-class SQLiteStore(ReportsApplicationsSecrets, Store):
+class SQLiteStore(PaymentsAndKeys, ReportsApplicationsSecrets, Store):
     def __init__(self, url: str) -> None:
         path = url.removeprefix("sqlite://")
         # sqlite:///var/x.db is relative to the working directory; sqlite:////abs/x.db is absolute.

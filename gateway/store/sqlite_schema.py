@@ -63,6 +63,31 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (provider, name)
     );
     """,
+    """
+    CREATE TABLE payments (
+        tenant TEXT NOT NULL, id TEXT NOT NULL, provider TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+        amount TEXT NOT NULL, currency TEXT NOT NULL, request TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, consent_ref TEXT, provider_ref TEXT,
+        authorisation_url TEXT, redirect_uri TEXT, upstream_status TEXT, status_reason TEXT, customer_id TEXT,
+        live INTEGER NOT NULL, upstream TEXT NOT NULL, next_check_at TEXT, check_attempts INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE INDEX payments_by_time ON payments (tenant, created_at, id);
+    CREATE INDEX payments_due ON payments (next_check_at) WHERE next_check_at IS NOT NULL;
+    CREATE TABLE payment_transitions (
+        tenant TEXT NOT NULL, payment_id TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
+        previous TEXT, at TEXT NOT NULL, upstream_status TEXT, reason TEXT,
+        PRIMARY KEY (tenant, payment_id, seq)
+    );
+    CREATE TABLE idempotency_keys (
+        tenant TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
+        owner TEXT NOT NULL, lease_until TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        status INTEGER, content_type TEXT, body BLOB,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX idempotency_by_expiry ON idempotency_keys (expires_at);
+    """,
 ]
 
 

@@ -12,6 +12,7 @@ from gateway.errors import MalformedRequest, PayloadTooLarge, ValidationFailed
 from gateway.validation.structure import converter
 
 T = TypeVar("T")
+RAW_BODY: web.RequestKey[bytes] = web.RequestKey("raw_body", bytes)
 
 
 def field_error(field: str, message: str, location: str = "body") -> dict[str, str]:
@@ -52,12 +53,24 @@ def _walk(exc: BaseException, path: str, out: list[dict[str, str]]) -> None:
 
 
 async def read_raw(request: web.Request, max_bytes: int) -> bytes:
-    """The body's bytes, refused past the size limit (signatures are checked on exactly these bytes)."""
+    """The body's bytes, refused past the size limit (signatures are checked on exactly these bytes). Read once:
+    a second call (the idempotency layer reads first, the handler after) gets the same bytes."""
+    cached = request.get(RAW_BODY)
+    if cached is not None:
+        return cached
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {max_bytes}")
-    raw = await request.content.read(max_bytes + 1)
+    chunks, size = [], 0
+    while size <= max_bytes:  # read() may return what has arrived so far: read to the end
+        chunk = await request.content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    raw = b"".join(chunks)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+    request[RAW_BODY] = raw
     return raw
 
 

@@ -1,0 +1,1 @@
+"""Payment initiation, provider-agnostic: the state machine, idempotency, and the reconciliation worker."""

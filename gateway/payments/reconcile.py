@@ -1,0 +1,114 @@
+"""The reconciliation worker: every payment that is not final is looked at upstream again, with backoff, until it
+is final or its horizon passes. It never submits anything: an `unknown` payment is resolved by asking the provider
+what the lost submission did (`Adapter.get_payment`).
+
+One worker runs inside `gateway serve`. Each round takes the payments whose `next_check_at` is due, checks at most
+`reconcile_concurrency` at once, and writes each result with the store's version check, so an API request that
+changed the payment meanwhile wins and the worker's stale view is dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import structlog
+
+from adapters.base import CallContext, PaymentUpdate
+from gateway.api.middleware import new_request_id
+from gateway.api.state import GatewayState
+from gateway.errors import GatewayError
+from gateway.models.payments import PaymentStatus
+from gateway.models.time import utcnow
+from gateway.payments import service
+from gateway.store.records import PaymentRecord
+
+log = structlog.get_logger("gateway.reconcile")
+_PURGE_EVERY = 600.0  # seconds between purges of expired idempotency keys
+
+
+class Reconciler:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.config = state.config.payments
+        self._task: asyncio.Task[None] | None = None
+        self._gate = asyncio.Semaphore(self.config.reconcile_concurrency)
+        self.rounds = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="payments-reconciler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        last_purge = -_PURGE_EVERY
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if loop.time() - last_purge >= _PURGE_EVERY:
+                    purged = await self.state.store.purge_idempotency_keys(utcnow())
+                    if purged:
+                        log.info("idempotency_keys_purged", count=purged)
+                    last_purge = loop.time()
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad round must not stop reconciliation for good
+                log.exception("reconcile_round_failed")
+            await asyncio.sleep(self.config.reconcile_tick_seconds)
+
+    async def run_once(self, limit: int = 200) -> int:
+        """Check every due payment once; how many were checked."""
+        due = await self.state.store.due_payments(utcnow(), limit)
+        if due:
+            await asyncio.gather(*(self._guarded(record) for record in due))
+        self.rounds += 1
+        return len(due)
+
+    async def _guarded(self, record: PaymentRecord) -> None:
+        async with self._gate:
+            try:
+                async with self.state.payment_locks.hold(record.id):
+                    fresh = await self.state.store.get_payment(record.tenant, record.id)
+                    if fresh is not None and fresh.version == record.version:
+                        await self.check(fresh)
+            except Exception:
+                log.exception("reconcile_payment_failed", payment_id=record.id)
+
+    async def check(self, record: PaymentRecord) -> None:
+        now = utcnow()
+        adapter = self.state.adapters.get(record.provider)
+        record.check_attempts += 1
+        moves = []
+        if adapter is None:
+            log.warning("reconcile_provider_disabled", payment_id=record.id, provider=record.provider)
+        else:
+            ctx = CallContext(request_id=new_request_id(), tenant=record.tenant, id_key=self.state.id_key)
+            try:
+                update = await adapter.get_payment(ctx, record)
+            except GatewayError as exc:
+                log.info("reconcile_check_failed", payment_id=record.id, code=exc.code, retryable=exc.retryable,
+                         attempt=record.check_attempts)
+            else:
+                before = record.status
+                moves = service.apply_update(record, update, now)
+                if record.status is not before:
+                    log.info("payment_reconciled", payment_id=record.id, provider=record.provider,
+                             previous=before.value, status=record.status.value,
+                             upstream_status=record.upstream_status)
+        horizon = record.created_at + timedelta(hours=self.config.reconcile_horizon_hours)
+        if now >= horizon and record.status is PaymentStatus.AWAITING_AUTHORISATION:
+            moves += service.apply_update(record, PaymentUpdate(
+                status=PaymentStatus.EXPIRED, reason="not authorised within the reconciliation horizon"), now)
+        service.schedule(record, self.config, now)
+        if record.next_check_at is None and not record.status.is_final:
+            log.warning("payment_reconciliation_gave_up", payment_id=record.id, status=record.status.value,
+                        hint="the horizon passed; GET the payment with ?refresh=true to ask again")
+        if not await self.state.store.update_payment(record, moves):
+            log.info("reconcile_lost_race", payment_id=record.id)  # an API request wrote it first: it wins
