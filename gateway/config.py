@@ -221,9 +221,16 @@ def _substitute(node: Any, path: str, problems: list[str], secrets_from: dict[st
     return value
 
 
+def _describe(exc: BaseException, type_: Any) -> str:
+    """A validator's own message (it says what is wrong and why); cattrs' wording for everything else."""
+    if type(exc) is ValueError and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
 def _format_cattrs(exc: Exception, prefix: str) -> list[str]:
     out = []
-    for message in cattrs.transform_error(exc):
+    for message in cattrs.transform_error(exc, format_exception=_describe):
         reason, _, where = message.rpartition(" @ ")
         where = where.removeprefix("$").lstrip(".")
         where = re.sub(r"\['([^']*)'\]", r".\1", where)

@@ -98,7 +98,8 @@ class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
                                       organisation_id=s.organisation_id, redirect_uris=s.redirect_uris)
         return StripeUKSandbox(server_cert=local.server_cert, server_key=local.server_key, client_ca=local.ca_cert,
                                directory_jwks=orjson.loads(local.directory_jwks.read_bytes()),
-                               keystore=local.keystore(), access_token_ttl=s.sandbox_access_token_ttl)
+                               keystore=local.keystore(), access_token_ttl=s.sandbox_access_token_ttl,
+                               payment_timeline=tuple(s.sandbox_payment_timeline))
 
     async def start(self) -> None:
         if self.settings.register_on_start:

@@ -33,7 +33,7 @@ from adapters.base import CallContext, PaymentInput, PaymentLink, PaymentUpdate
 from adapters.stripe_uk import translate_pis as pis
 from gateway.connectivity import fapi, obsign
 from gateway.connectivity.client import UpstreamResponse
-from gateway.errors import ConsentEndedUpstream, ProviderBadResponse
+from gateway.errors import ConsentEndedUpstream, ProviderBadResponse, ValidationFailed
 from gateway.models.payments import PaymentStatus
 from gateway.payments.keys import upstream_key
 from gateway.store.records import PaymentRecord
@@ -63,6 +63,11 @@ class PaymentsClient:
     payment_schemes = frozenset({"uk_sort_code", "wallet"})
 
     def validate_payment(self, data: PaymentInput) -> None:
+        if data.redirect_uri not in self.settings.redirect_uris:
+            raise ValidationFailed(f"redirect_uri: must be one of the redirect URIs registered with "
+                                   f"{self.provider_id}", errors=[{
+                                       "location": "body", "field": "redirect_uri",
+                                       "message": f"must be one of: {', '.join(self.settings.redirect_uris)}"}])
         pis.check_payment(data)
 
     # --- plumbing ------------------------------------------------------------------------------------------------

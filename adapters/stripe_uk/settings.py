@@ -35,6 +35,8 @@ class StripeUKSettings:
     # Payments through this adapter move real money (tagged `live` in their records).
     live: bool = False
     sandbox_access_token_ttl: float = 300.0
+    # The simulator's payments: seconds after submission until AcceptedSettlementInProcess, then Completed.
+    sandbox_payment_timeline: tuple[float, float] = (2.0, 6.0)
 
     def __attrs_post_init__(self) -> None:
         if self.local_material is None and not all((self.software_statement, self.transport_cert,
