@@ -1,7 +1,8 @@
 """Fault injection for the provider simulators: the failures the gateway's connectivity layer must survive.
 
 A `Fault` says what goes wrong (`kind`), for which requests (`path` regex, `method`) and how often (`times`; None
-means until cleared). The injector's middleware applies the first matching fault before the simulator's handler:
+means until cleared). The injector's middleware applies the first matching fault. Most act instead of the
+simulator's handler, so the request has no effect upstream:
 
 - latency          sleep `delay` seconds, then answer normally
 - status           answer `status` with `body`, or with the simulator's own error body for that status
@@ -10,6 +11,14 @@ means until cleared). The injector's middleware applies the first matching fault
 - drop_connection  close the connection without answering (aiohttp's client resends an idempotent request once
                    when the server disconnects, so a GET, PUT or DELETE needs times=2 to fail at the client)
 - expired_token    call the simulator's hook (which expires its issued tokens), then answer normally
+
+Two act after the handler, so the request has taken effect upstream but the client cannot know it: what makes a
+client that retries a payment without an idempotency key pay twice.
+
+- lose_response    run the handler, then close the connection without sending its answer (same client retry
+                   caveat as drop_connection)
+- late_response    run the handler, then hold its answer `delay` seconds before sending it (a client with a
+                   shorter timeout gives up after the upstream acted)
 """
 from __future__ import annotations
 
@@ -23,7 +32,8 @@ from aiohttp import web
 
 from adapters.sandbox_kit.calllog import is_control_path
 
-FAULT_KINDS = frozenset({"latency", "status", "rate_limit", "malformed_json", "drop_connection", "expired_token"})
+FAULT_KINDS = frozenset({"latency", "status", "rate_limit", "malformed_json", "drop_connection", "expired_token",
+                         "lose_response", "late_response"})
 # What a client sees for malformed_json: a JSON document that stops in the middle of a string.
 MALFORMED_JSON = b'{"found": 2, "displaying": 2, "moreAvailable": "false", "transactions": [{"id": 1001, "desc'
 
@@ -118,6 +128,15 @@ class FaultInjector:
             return web.json_response(self._body(request, fault, 429), status=429, headers=headers)
         if fault.kind == "malformed_json":
             return web.Response(body=MALFORMED_JSON, content_type="application/json")
+        if fault.kind == "lose_response":
+            await _run_anyway(request, handler)
+            return await _drop(request)
+        if fault.kind == "late_response":
+            response = await _run_anyway(request, handler)
+            await asyncio.sleep(fault.delay)
+            if isinstance(response, web.HTTPException):
+                raise response
+            return response
         return await _drop(request)
 
     def _body(self, request: web.Request, fault: Fault, status: int) -> dict[str, Any]:
@@ -126,6 +145,16 @@ class FaultInjector:
         if self.error_body is not None:
             return self.error_body(request, status)
         return {"error": "simulated fault", "status": status}
+
+
+async def _run_anyway(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """The handler's answer, an HTTPException (aiohttp's way to answer 404 or 405) included: the faults that act
+    after the handler must hold back or lose whatever it answered."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return exc
 
 
 async def _drop(request: web.Request) -> web.StreamResponse:

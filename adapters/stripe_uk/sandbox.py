@@ -1,18 +1,20 @@
-"""A simulated Stripe UK ASPSP: an OpenID Provider with DCR v3.2 and the Open Banking v3.1.2 AIS resource server.
+"""A simulated Stripe UK ASPSP: an OpenID Provider with DCR v3.2 and the Open Banking v3.1.2 resource server for
+account information (AIS) and domestic payment initiation (PIS).
 
 The gateway's embedded environment and its tests run against this over HTTPS with mutual TLS, as they would against
 Stripe. `adapters/stripe_uk/UPSTREAM.md` is the contract both sides follow. One gate runs before every handler:
-the client certificate check on /register, /token and the AIS paths (the TLS layer already verified any certificate
-against `client_ca`; here it must be present), then for AIS the bearer token, the operation's security scheme and
-the spec check of `upstream-ais-openapi.yaml`. Failures answer in the shape of the endpoint: OAuth JSON for the
-authorisation server, OBErrorResponse1 for AIS. Discovery, /jwks and /authorize need no client certificate.
+the client certificate check on /register, /token and the AIS and PIS paths (the TLS layer already verified any
+certificate against `client_ca`; here it must be present), then for AIS and PIS the bearer token, the operation's
+security scheme and the spec check of `upstream-ais-openapi.yaml` / `upstream-pis-openapi.yaml` (and for the PIS
+POSTs the request's detached JWS). Failures answer in the shape of the endpoint: OAuth JSON for the authorisation
+server, OBErrorResponse1 for AIS and PIS. Discovery, /jwks and /authorize need no client certificate. Every JSON
+answer on a PIS path, error or not, carries an `x-jws-signature` made with the ASPSP key that /jwks publishes.
 
 Out of process, the control routes of `adapters.sandbox_kit.server` apply, with the action `expire_access_tokens`.
 """
 from __future__ import annotations
 
 import functools
-
 import ssl
 import time
 import uuid
@@ -27,19 +29,22 @@ from joserfc.jwk import RSAKey
 
 from adapters.sandbox_kit import CallLog, FaultInjector, OpenAPISpec, SandboxServer, SimulatorBase, build_app
 from adapters.sandbox_kit.calllog import is_control_path
-from adapters.stripe_uk import sandbox_ais, sandbox_dcr, sandbox_oauth
+from adapters.stripe_uk import sandbox_ais, sandbox_dcr, sandbox_oauth, sandbox_pis
 from adapters.stripe_uk.sandbox_ais import AIS_BASE
 from adapters.stripe_uk.sandbox_data import DEFAULT_PSU
 from adapters.stripe_uk.sandbox_http import (
-    CLIENT_CERT, SANDBOX, BearerError, Detail, OAuthError, OBError, cert_thumbprint, challenge, ob_error_body,
-    peer_certificate, status_phrase,
+    CLIENT_CERT, SANDBOX, SIGNATURE_HEADER, BearerError, Detail, OAuthError, OBError, cert_thumbprint, challenge,
+    ob_error_body, peer_certificate, status_phrase,
 )
-from adapters.stripe_uk.sandbox_jose import ALG
-from adapters.stripe_uk.sandbox_world import AccessToken, Client, Consent, World
+from adapters.stripe_uk.sandbox_jose import ALG, sign_detached
+from adapters.stripe_uk.sandbox_pis import PIS_BASE
+from adapters.stripe_uk.sandbox_world import AccessToken, Client, Consent, Payment, PaymentConsent, World
 
 HERE = Path(__file__).parent
 AIS_SPEC_PATH = HERE / "upstream-ais-openapi.yaml"
 DCR_SPEC_PATH = HERE / "upstream-dcr-openapi.yaml"
+PIS_SPEC_PATH = HERE / "upstream-pis-openapi.yaml"
+ASPSP_ORG_ID = "0015800001HQQrZAAX"  # the simulated ASPSP's directory organisation: `iss` of its signatures
 # The v3.1.2 swagger offers OBAccount4 and OBTransaction5 as `oneOf` Basic / Detail. Neither variant forbids other
 # properties and Detail only adds optional ones (OBAccount4Detail adds a required Account), so every transaction and
 # every detailed account matches both and `oneOf` can never hold. The standard means "either shape": validate anyOf.
@@ -52,9 +57,20 @@ AIS_SPEC_PATCHES = {
 MTLS_MESSAGE = "a client certificate is required (mutual TLS)"
 
 
-def _needs_mtls(path: str) -> bool:
-    return path == "/token" or path == "/register" or path.startswith("/register/") or path.startswith(AIS_BASE)
+def _ob_resource(path: str) -> bool:
+    """An Open Banking resource path: OBErrorResponse1 errors and an echoed x-fapi-interaction-id."""
+    return path.startswith(AIS_BASE) or path.startswith(PIS_BASE)
 
+
+def _needs_mtls(path: str) -> bool:
+    return path == "/token" or path == "/register" or path.startswith("/register/") or _ob_resource(path)
+
+
+def _timeline(value: tuple[float, float]) -> tuple[float, float]:
+    first, second = (float(v) for v in value)
+    if not 0.0 <= first <= second:
+        raise ValueError(f"payment_timeline must be (t1, t2) with 0 <= t1 <= t2 seconds, not {value!r}")
+    return first, second
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,11 +79,12 @@ def _aspsp_key() -> RSAKey:
     tests start hundreds of simulators)."""
     return RSAKey.generate_key(2048)
 
+
 class StripeUKSandbox(SimulatorBase):
     def __init__(self, *, server_cert: Path, server_key: Path, client_ca: Path, directory_jwks: dict,
                  keystore: dict[str, dict], seed: int = 23, now: Callable[[], datetime] | None = None,
                  access_token_ttl: float = 300.0, refresh_token_ttl: float = 7776000.0,
-                 code_ttl: float = 60.0) -> None:
+                 code_ttl: float = 60.0, payment_timeline: tuple[float, float] = (1.0, 3.0)) -> None:
         self.server_cert, self.server_key, self.client_ca = Path(server_cert), Path(server_key), Path(client_ca)
         self.directory_jwks = directory_jwks
         self.keystore = keystore
@@ -78,6 +95,12 @@ class StripeUKSandbox(SimulatorBase):
         self.kid = self.signing_key.thumbprint()
         self.spec = OpenAPISpec.load(AIS_SPEC_PATH, AIS_SPEC_PATCHES)
         self.dcr_spec = OpenAPISpec.load(DCR_SPEC_PATH)
+        self.pis_spec = OpenAPISpec.load(PIS_SPEC_PATH)
+        self.aspsp_org_id = ASPSP_ORG_ID
+        # seconds after submission a payment leaves Pending, then settles (read when a payment is submitted)
+        self.payment_timeline = _timeline(payment_timeline)
+        self.reject_payments = False  # True: payments submitted from now on are Rejected after t1
+        self.tamper_response_signatures = False  # True: PIS answers carry a signature that does not match the body
         self.faults = FaultInjector(error_body=self._fault_body, on_expired_token=self.expire_access_tokens)
         self.calls = CallLog()
         self.default_psu = DEFAULT_PSU  # whose accounts the simulated PSU page offers unless the POST names one
@@ -99,9 +122,11 @@ class StripeUKSandbox(SimulatorBase):
         app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate],
                         actions={"expire_access_tokens": self.expire_access_tokens})
         app[SANDBOX] = self
-        for routes, prefix in ((sandbox_oauth.ROUTES, ""), (sandbox_dcr.ROUTES, ""), (sandbox_ais.ROUTES, AIS_BASE)):
+        for routes, prefix in ((sandbox_oauth.ROUTES, ""), (sandbox_dcr.ROUTES, ""), (sandbox_ais.ROUTES, AIS_BASE),
+                               (sandbox_pis.ROUTES, PIS_BASE)):
             for method, template, handler in routes:
                 app.router.add_route(method, prefix + template, handler)
+        app.on_response_prepare.append(self._sign_answer)
         return app
 
     @property
@@ -123,6 +148,14 @@ class StripeUKSandbox(SimulatorBase):
     def consents(self) -> dict[str, Consent]:
         return self.world.consents
 
+    @property
+    def payment_consents(self) -> dict[str, PaymentConsent]:
+        return self.world.payment_consents
+
+    @property
+    def payments(self) -> dict[str, Payment]:
+        return self.world.payments
+
     def expire_access_tokens(self) -> None:
         """Every access token issued so far is refused (401 invalid_token) from now on; refresh tokens still work."""
         self.world.expire_access_tokens()
@@ -141,6 +174,21 @@ class StripeUKSandbox(SimulatorBase):
     def sign_id_token(self, claims: dict[str, Any]) -> str:
         """Any claims, signed PS256 with the ASPSP key that /jwks publishes (tests craft bad ID tokens with it)."""
         return jwt.encode({"alg": ALG, "kid": self.kid, "typ": "JWT"}, claims, self.signing_key, algorithms=[ALG])
+
+    def sign_body(self, body: bytes) -> str:
+        """The ASPSP's detached JWS (`x-jws-signature`) over exactly these bytes, `iss` = aspsp_org_id."""
+        return sign_detached(body, self.signing_key, self.kid, self.aspsp_org_id, self.clock())
+
+    async def _sign_answer(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Sign every JSON answer on a PIS path just before it is sent: the handlers' answers, the gate's errors and
+        injected faults alike, over the bytes that go on the wire. With `tamper_response_signatures` the signature
+        is made over other bytes, so a client that checks it must refuse the answer."""
+        if not request.path.startswith(PIS_BASE) or not isinstance(response, web.Response):
+            return
+        body = response.body
+        if response.content_type != "application/json" or not isinstance(body, bytes) or not body:
+            return
+        response.headers[SIGNATURE_HEADER] = self.sign_body(body + b" " if self.tamper_response_signatures else body)
 
     # --- shared checks ---------------------------------------------------------------------------------------
     def software_jwks(self, endpoint: str) -> dict[str, Any]:
@@ -172,19 +220,21 @@ class StripeUKSandbox(SimulatorBase):
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if is_control_path(request.path):
             return await handler(request)
-        ais = request.path.startswith(AIS_BASE)
-        interaction_id = (request.headers.get("x-fapi-interaction-id") or str(uuid.uuid4())) if ais else None
+        ob = _ob_resource(request.path)
+        interaction_id = (request.headers.get("x-fapi-interaction-id") or str(uuid.uuid4())) if ob else None
         try:
             if _needs_mtls(request.path):
                 cert = peer_certificate(request)
                 if cert is None:
-                    if ais:
+                    if ob:
                         raise OBError(401, "UK.OBIE.Header.Invalid", MTLS_MESSAGE,
                                       headers={"WWW-Authenticate": challenge("invalid_request", MTLS_MESSAGE)})
                     raise OAuthError(401, "invalid_client", MTLS_MESSAGE)
                 request[CLIENT_CERT] = cert
-            if ais:
+            if request.path.startswith(AIS_BASE):
                 response = await sandbox_ais.gate(self, request, handler)
+            elif request.path.startswith(PIS_BASE):
+                response = await sandbox_pis.gate(self, request, handler)
             else:
                 response = await handler(request)
         except (OAuthError, BearerError, OBError) as err:
@@ -198,7 +248,7 @@ class StripeUKSandbox(SimulatorBase):
         return response
 
     def _fault_body(self, request: web.Request, status: int) -> dict[str, Any]:
-        if request.path.startswith(AIS_BASE):
+        if _ob_resource(request.path):
             code = "UK.OBIE.UnexpectedError" if status >= 500 else "UK.OBIE.Header.Invalid"
             return ob_error_body(status, status_phrase(status), [Detail(code, f"simulated {status} fault")])
         error = "temporarily_unavailable" if status in (429, 503) else "server_error" if status >= 500 else \

@@ -4,7 +4,7 @@ Errors are exceptions, one per shape; the simulator's gate renders them:
 
     OAuthError   RFC 6749 / OIDC / DCR `{"error", "error_description"}` (token, authorize, register)
     BearerError  RFC 6750: no body, a `WWW-Authenticate: Bearer error=...` challenge (DCR management endpoints)
-    OBError      Open Banking OBErrorResponse1 `{Code, Id, Message, Errors: [{ErrorCode, Message, Path?}]}` (AIS)
+    OBError      Open Banking OBErrorResponse1 `{Code, Id, Message, Errors: [{ErrorCode, Message, Path?}]}` (AIS, PIS)
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from adapters.sandbox_kit import Problem
 
 SANDBOX: web.AppKey[Any] = web.AppKey("stripe_uk_sandbox")
 CLIENT_CERT = web.RequestKey("stripe_uk_client_cert", x509.Certificate)  # what the TLS layer verified
+SIGNATURE_HEADER = "x-jws-signature"  # Open Banking's detached JWS of a message body
 
 
 def peer_certificate(request: web.Request) -> x509.Certificate | None:
@@ -108,7 +109,9 @@ def status_phrase(status: int) -> str:
 
 
 def _detail(problem: Problem) -> Detail:
-    if problem.location == "header":
+    if problem.location == "header" and problem.name == SIGNATURE_HEADER and problem.kind == "missing":
+        code = "UK.OBIE.Signature.Missing"  # the standard's own code for an absent x-jws-signature
+    elif problem.location == "header":
         code = "UK.OBIE.Header.Missing" if problem.kind == "missing" else "UK.OBIE.Header.Invalid"
     elif problem.location == "body" and problem.name == "" and problem.kind == "invalid":
         code = "UK.OBIE.Resource.InvalidFormat"
@@ -123,3 +126,16 @@ def problems_error(problems: list[Problem]) -> OBError:
     details = [_detail(p) for p in problems]
     return OBError(400, details[0].error_code, "The request does not conform to the API specification",
                    details=details)
+
+
+def ob_bearer_error(err: BearerError) -> OBError:
+    """A bearer-token refusal on an Open Banking resource: OBErrorResponse1 plus the RFC 6750 challenge."""
+    code = "UK.OBIE.Header.Missing" if err.error == "invalid_request" else "UK.OBIE.Header.Invalid"
+    return OBError(err.status, code, err.description, path="Authorization",
+                   headers={"WWW-Authenticate": challenge(err.error, err.description)})
+
+
+def insufficient_scope(description: str) -> OBError:
+    """The wrong kind of access token for an Open Banking resource (403, as the AIS gate answers it)."""
+    return OBError(403, "UK.OBIE.Header.Invalid", description, path="Authorization",
+                   headers={"WWW-Authenticate": challenge("insufficient_scope", description)})

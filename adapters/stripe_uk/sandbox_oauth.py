@@ -3,6 +3,10 @@
 /authorize is the browser's side: GET answers a JSON description of the simulated PSU's consent page and POST to
 the same URL is the PSU's decision. Nothing here ever redirects: the answer names where the browser would go, and
 only to a redirect_uri that a verified request object asked for and the client registered.
+
+One flow serves both kinds of intent. An account-access consent needs the scope word `accounts` and the PSU picks
+some of their accounts; a domestic payment consent needs `payments` (and not `accounts`, so its tokens can never
+read account data) and the PSU picks the one account that pays.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from adapters.stripe_uk.sandbox_data import ACCOUNTS, PSUS
 from adapters.stripe_uk.sandbox_http import CLIENT_CERT, SANDBOX, OAuthError, cert_thumbprint, json_response
 from adapters.stripe_uk.sandbox_jose import ALG, JwtProblem, audience_ok, check_times, half_hash, unverified, verify
 from adapters.stripe_uk.sandbox_world import (
-    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Client, Consent, World,
+    AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Client, Intent, PaymentConsent, World,
 )
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -166,7 +170,7 @@ def _authorization_code(sandbox: Any, client: Client, form: Any, thumbprint: str
     if redirect_uri != code.redirect_uri:
         raise _grant_error("redirect_uri is not the one of the authorisation request")
     code.used = True
-    consent = world.consents.get(code.consent_id)
+    consent = world.intent(code.consent_id)
     if consent is None or consent.status != "Authorised":
         raise _grant_error("the consent of this code is no longer authorised")
     access = world.issue_access_token(client.client_id, AUTHORIZATION_CODE, code.scope, thumbprint,
@@ -192,7 +196,7 @@ def _refresh(sandbox: Any, client: Client, form: Any, thumbprint: str) -> web.Re
         raise _grant_error("unknown or revoked refresh token")
     if time.monotonic() >= refresh.expires_at:
         raise _grant_error("the refresh token has expired")
-    consent = world.consents.get(refresh.consent_id)
+    consent = world.intent(refresh.consent_id)
     if consent is None or consent.status != "Authorised":
         raise _grant_error(f"the consent is {consent.status if consent else 'gone'}, not Authorised")
     if consent.expired(sandbox.now()):
@@ -206,7 +210,7 @@ def _refresh(sandbox: Any, client: Client, form: Any, thumbprint: str) -> web.Re
     return _token_answer(world, access, refresh_token=refresh.value)
 
 
-def id_token_claims(sandbox: Any, client: Client, consent: Consent, nonce: str, **hashes: str) -> dict[str, Any]:
+def id_token_claims(sandbox: Any, client: Client, consent: Intent, nonce: str, **hashes: str) -> dict[str, Any]:
     now = int(sandbox.clock())
     return {"iss": sandbox.issuer, "sub": consent.consent_id, "aud": client.client_id, "iat": now,
             "exp": now + ID_TOKEN_TTL, "auth_time": now, "nonce": nonce,
@@ -217,7 +221,7 @@ def id_token_claims(sandbox: Any, client: Client, consent: Consent, nonce: str, 
 @attrs.frozen
 class AuthorizationRequest:
     client: Client
-    consent: Consent
+    consent: Intent
     redirect_uri: str
     scope: str
     nonce: str
@@ -272,14 +276,13 @@ def authorization_request(sandbox: Any, request: web.Request) -> AuthorizationRe
     if claims["redirect_uri"] not in client.redirect_uris:
         raise _bad("invalid_request", "redirect_uri is not registered for this client")
     scopes = set(claims["scope"].split())
-    if "openid" not in scopes or "accounts" not in scopes:
-        raise _bad("invalid_request_object", "scope must include openid and accounts")
+    _check_scope(scopes, world.intent(_intent_id(claims)))
     if AUTHORIZATION_CODE not in client.grant_types or not scopes <= client.scopes:
         raise _bad("unauthorized_client", "the client did not register the authorization_code grant or this scope")
     consent_id = _intent_id(claims)
     if consent_id is None:
         raise _bad("invalid_request_object", "claims.id_token.openbanking_intent_id.value is required")
-    consent = world.consents.get(consent_id)
+    consent = world.intent(consent_id)
     if consent is None or consent.client_id != client.client_id:
         raise _bad("invalid_request", "openbanking_intent_id is not a consent of this client")
     if consent.status != "AwaitingAuthorisation":
@@ -288,6 +291,18 @@ def authorization_request(sandbox: Any, request: web.Request) -> AuthorizationRe
         raise _bad("invalid_request", "the consent has expired")
     state = claims.get("state") if isinstance(claims.get("state"), str) else None
     return AuthorizationRequest(client, consent, claims["redirect_uri"], claims["scope"], claims["nonce"], state)
+
+
+def _check_scope(scopes: set[str], intent: Intent | None) -> None:
+    """The scope words the intent's kind requires. An unknown intent is judged as an account-access one, so the
+    error a bad AIS request gets is the same as before payment consents existed; the intent is refused later."""
+    if isinstance(intent, PaymentConsent):
+        if "openid" not in scopes or "payments" not in scopes:
+            raise _bad("invalid_request_object", "scope must include openid and payments for a payment consent")
+        if "accounts" in scopes:
+            raise _bad("invalid_request_object", "a payment consent's scope must not include accounts")
+    elif "openid" not in scopes or "accounts" not in scopes:
+        raise _bad("invalid_request_object", "scope must include openid and accounts")
 
 
 def _offer(psu_id: str) -> dict[str, Any]:
@@ -300,6 +315,8 @@ async def authorize_page(request: web.Request) -> web.Response:
     """What the PSU would see: who asks, for what, the accounts on offer, and how to answer."""
     sandbox = request.app[SANDBOX]
     authz = authorization_request(sandbox, request)
+    if isinstance(authz.consent, PaymentConsent):
+        return json_response(_payment_page(sandbox, request, authz, authz.consent))
     default = _offer(sandbox.default_psu)
     return json_response({
         "client_id": authz.client.client_id, "software_id": authz.client.software_id,
@@ -312,12 +329,85 @@ async def authorize_page(request: web.Request) -> web.Response:
     })
 
 
+def _payment_page(sandbox: Any, request: web.Request, authz: AuthorizationRequest,
+                  consent: PaymentConsent) -> dict[str, Any]:
+    psu_id = _payer(sandbox, consent, None)
+    default = _offer(psu_id)
+    debtor = _proposed_debtor(consent, psu_id)
+    return {
+        "client_id": authz.client.client_id, "software_id": authz.client.software_id,
+        "consent_id": consent.consent_id, "kind": "payment", "initiation": consent.initiation,
+        "psu_id": psu_id, "accounts": default["accounts"], "psus": [_offer(p) for p in PSUS],
+        "complete": {"method": "POST", "url": sandbox.issuer + request.raw_path, "outcomes": ["approve", "reject"],
+                     "body": {"outcome": "approve", "psu": psu_id, "accounts": [debtor] if debtor else []}},
+    }
+
+
+def _named_debtor(consent: PaymentConsent) -> str | None:
+    """The AccountId of the Initiation's DebtorAccount (by scheme and identification), "" when it names an account
+    this bank does not hold, None when there is no DebtorAccount."""
+    named = consent.initiation.get("DebtorAccount")
+    if not isinstance(named, dict):
+        return None
+    return next((a.account_id for a in ACCOUNTS.values() if (a.scheme, a.identification) ==
+                 (named.get("SchemeName"), named.get("Identification"))), "")
+
+
+def _payer(sandbox: Any, consent: PaymentConsent, psu: Any) -> str:
+    """The PSU who approves: the one the POST names, else the holder of the named DebtorAccount, else default_psu."""
+    if psu is not None:
+        return str(psu)
+    named = _named_debtor(consent)
+    return ACCOUNTS[named].psu_id if named else sandbox.default_psu
+
+
+def _proposed_debtor(consent: PaymentConsent, psu_id: str) -> str | None:
+    """The account that pays unless the PSU picks one: the named DebtorAccount, else the PSU's first account with a
+    sort code and account number (the UK's everyday payment account)."""
+    named = _named_debtor(consent)
+    if named:
+        return named
+    return next((a for a in PSUS[psu_id].account_ids if ACCOUNTS[a].scheme == "UK.OBIE.SortCodeAccountNumber"),
+                None)
+
+
+def _debtor_account(sandbox: Any, consent: PaymentConsent, choice: dict[str, Any]) -> tuple[str, str]:
+    """(PSU, AccountId) that pays, from the PSU's answer; OAuthError 400 when the choice cannot pay this consent."""
+    psu_id = _payer(sandbox, consent, choice.get("psu"))
+    if psu_id not in PSUS:
+        raise _bad("invalid_request", f"unknown psu; the PSUs are {', '.join(PSUS)}")
+    offered = PSUS[psu_id].account_ids
+    named = _named_debtor(consent)
+    if named == "":
+        raise _bad("invalid_request", "the consent's DebtorAccount is not an account held at this bank")
+    default = _proposed_debtor(consent, psu_id)
+    accounts = choice.get("accounts", [default] if default else [])
+    if not isinstance(accounts, list) or len(accounts) != 1 or accounts[0] not in offered:
+        raise _bad("invalid_request", f"accounts must name exactly one debtor account of {', '.join(offered)}")
+    if named is not None and accounts[0] != named:
+        raise _bad("invalid_request", "the consent's DebtorAccount must pay: approve with that account")
+    return psu_id, accounts[0]
+
+
 def _fragment(redirect_uri: str, **params: str | None) -> str:
     return redirect_uri + "#" + urlencode({k: v for k, v in params.items() if v is not None})
 
 
+def _granted_accounts(sandbox: Any, choice: dict[str, Any]) -> tuple[str, list[str]]:
+    """(PSU, AccountIds) an account-access consent grants, from the PSU's answer; OAuthError 400 when unusable."""
+    psu_id = choice.get("psu", sandbox.default_psu)
+    if not isinstance(psu_id, str) or psu_id not in PSUS:
+        raise _bad("invalid_request", f"unknown psu; the PSUs are {', '.join(PSUS)}")
+    offered = list(PSUS[psu_id].account_ids)
+    accounts = choice.get("accounts", offered)
+    if not isinstance(accounts, list) or not accounts or not all(isinstance(a, str) for a in accounts) \
+            or not set(accounts) <= set(offered):
+        raise _bad("invalid_request", f"accounts must be a non-empty list of {', '.join(offered)}")
+    return psu_id, [a for a in offered if a in accounts]
+
+
 async def authorize_complete(request: web.Request) -> web.Response:
-    """The PSU's decision: approve (some of) a PSU's accounts, or reject."""
+    """The PSU's decision: approve (some of a PSU's accounts, or the one that pays), or reject."""
     sandbox = request.app[SANDBOX]
     authz = authorization_request(sandbox, request)
     raw = await request.read()
@@ -336,16 +426,11 @@ async def authorize_complete(request: web.Request) -> web.Response:
         return json_response({"outcome": "reject", "redirect_to": _fragment(
             authz.redirect_uri, error="access_denied", error_description="The PSU rejected the consent",
             state=authz.state)})
-    psu_id = choice.get("psu", sandbox.default_psu)
-    if psu_id not in PSUS:
-        raise _bad("invalid_request", f"unknown psu; the PSUs are {', '.join(PSUS)}")
-    offered = list(PSUS[psu_id].account_ids)
-    accounts = choice.get("accounts", offered)
-    if not isinstance(accounts, list) or not accounts or not set(accounts) <= set(offered):
-        raise _bad("invalid_request", f"accounts must be a non-empty list of {', '.join(offered)}")
     consent = authz.consent
-    consent.account_ids = [a for a in offered if a in accounts]
-    consent.psu_id = psu_id
+    if isinstance(consent, PaymentConsent):
+        consent.psu_id, consent.debtor_account_id = _debtor_account(sandbox, consent, choice)
+    else:
+        consent.psu_id, consent.account_ids = _granted_accounts(sandbox, choice)
     world.set_status(consent, "Authorised")
     code = world.issue_code(authz.client.client_id, consent.consent_id, authz.redirect_uri, authz.nonce, authz.scope)
     hashes = {"c_hash": half_hash(code.value), **({"s_hash": half_hash(authz.state)} if authz.state else {})}

@@ -1,8 +1,10 @@
-"""The Stripe UK simulator's state: registered clients, account-access consents, codes and tokens, seen JWT ids.
+"""The Stripe UK simulator's state: registered clients, account-access and payment consents, payments, codes and
+tokens, seen JWT ids, and the answers remembered for idempotency keys.
 
-Two clocks, on purpose. Banking facts (consent dates, transactions, balances, consent expiry) use the injected `now`,
-so tests can pin the data. Token lifetimes use the monotonic clock, and JWT `iat`/`exp` claims are checked against
-the wall clock, because the gateway signs its assertions with the real time.
+Two clocks, on purpose. Banking facts (consent dates, transactions, balances, consent expiry, payment dates) use the
+injected `now`, so tests can pin the data. Token lifetimes, idempotency records and a payment's progress use the
+monotonic clock (a test's short timeline must not depend on a pinned `now`), and JWT `iat`/`exp` claims are checked
+against the wall clock, because the gateway signs its assertions with the real time.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -20,6 +22,7 @@ from adapters.stripe_uk.sandbox_data import ACCOUNTS, PSUS, Txn, generate_transa
 CLIENT_CREDENTIALS = "client_credentials"
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
+IDEMPOTENCY_TTL = 24 * 3600.0  # seconds an x-idempotency-key answer is kept
 
 
 @attrs.define
@@ -53,6 +56,79 @@ class Consent:
 
     def expired(self, now: datetime) -> bool:
         return self.expiration is not None and self.expiration <= now
+
+
+@attrs.define
+class PaymentConsent:
+    """A domestic payment consent: the Initiation and Risk exactly as the TPP sent them (a payment must repeat them),
+    and, once the PSU approved it, whose account pays."""
+    consent_id: str
+    client_id: str
+    initiation: dict[str, Any]
+    risk: dict[str, Any]
+    created: datetime
+    status: str  # AwaitingAuthorisation | Authorised | Consumed | Rejected
+    status_updated: datetime
+    authorisation: dict[str, Any] | None = None  # Data.Authorisation, echoed
+    sca_support: dict[str, Any] | None = None  # Data.SCASupportData, echoed
+    debtor_account_id: str | None = None
+    psu_id: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """Payment consents carry no ExpirationDateTime: they end by being consumed or rejected."""
+        return False
+
+
+Intent = Consent | PaymentConsent  # what an authorisation request's openbanking_intent_id names
+
+PENDING = "Pending"
+IN_PROCESS = "AcceptedSettlementInProcess"
+COMPLETED = "AcceptedSettlementCompleted"
+REJECTED = "Rejected"
+
+
+@attrs.define
+class Payment:
+    """A submitted domestic payment. Its status is not stored but read off the timeline it was submitted with, so a
+    test sees it move without anything running in the background: Pending until t1, then AcceptedSettlementInProcess
+    until t2, then AcceptedSettlementCompleted; or Pending until t1 and then Rejected."""
+    payment_id: str
+    consent_id: str
+    client_id: str
+    initiation: dict[str, Any]
+    created: datetime  # banking clock
+    submitted_at: float  # monotonic
+    timeline: tuple[float, float]
+    rejected: bool
+
+    def stage(self, age: float) -> tuple[str, float]:
+        """The status `age` seconds after submission, and how many seconds after submission it began."""
+        first, second = self.timeline
+        if age < first:
+            return PENDING, 0.0
+        if self.rejected:
+            return REJECTED, first
+        return (IN_PROCESS, first) if age < second else (COMPLETED, second)
+
+    def age(self) -> float:
+        return time.monotonic() - self.submitted_at
+
+    @property
+    def status(self) -> str:
+        return self.stage(self.age())[0]
+
+    def status_since(self, age: float) -> datetime:
+        """StatusUpdateDateTime: when the status of that moment began, on the banking clock."""
+        return self.created + timedelta(seconds=self.stage(age)[1])
+
+
+@attrs.define
+class RememberedAnswer:
+    """The first 201 answer given for an idempotency key, and the request body (as parsed JSON) it answered."""
+    request: Any
+    status: int
+    body: bytes
+    expires_at: float  # monotonic
 
 
 @attrs.define
@@ -96,11 +172,16 @@ class World:
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
         self.code_ttl = code_ttl
+        self.idempotency_ttl = IDEMPOTENCY_TTL
         self.clients: dict[str, Client] = {}
         self.consents: dict[str, Consent] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.codes: dict[str, AuthCode] = {}
+        self.payment_consents: dict[str, PaymentConsent] = {}
+        self.payments: dict[str, Payment] = {}
+        # (client_id, operation, x-idempotency-key) -> the answer; insertion order is expiry order (one TTL)
+        self.idempotency: dict[tuple[str, str, str], RememberedAnswer] = {}
         self._jtis: dict[str, float] = {}  # "<what>:<iss>:<jti>" -> wall-clock time it may be forgotten
         self._transactions: dict[str, list[Txn]] = {}
 
@@ -134,9 +215,50 @@ class World:
         self.consents[consent.consent_id] = consent
         return consent
 
-    def set_status(self, consent: Consent, status: str) -> None:
+    def set_status(self, consent: Intent, status: str) -> None:
         consent.status = status
         consent.status_updated = self.now()
+
+    def intent(self, consent_id: Any) -> Intent | None:
+        """The account-access or payment consent with this id (the two kinds share the authorisation flow); None for
+        anything else, including a value that is not a string (a request object may carry any JSON there)."""
+        if not isinstance(consent_id, str):
+            return None
+        return self.consents.get(consent_id) or self.payment_consents.get(consent_id)
+
+    # --- payments ------------------------------------------------------------------------------------------------
+    def add_payment_consent(self, client_id: str, data: dict[str, Any], risk: dict[str, Any]) -> PaymentConsent:
+        now = self.now()
+        consent = PaymentConsent(f"pdc-{uuid.uuid4().hex}", client_id, data["Initiation"], risk, now,
+                                 "AwaitingAuthorisation", now, data.get("Authorisation"), data.get("SCASupportData"))
+        self.payment_consents[consent.consent_id] = consent
+        return consent
+
+    def add_payment(self, consent: PaymentConsent, timeline: tuple[float, float], rejected: bool) -> Payment:
+        """Submit the consent's payment: the consent is Consumed, the payment starts its timeline."""
+        payment = Payment(f"dp-{uuid.uuid4().hex}", consent.consent_id, consent.client_id, consent.initiation,
+                          self.now(), time.monotonic(), timeline, rejected)
+        self.payments[payment.payment_id] = payment
+        self.set_status(consent, "Consumed")
+        return payment
+
+    # --- idempotency ---------------------------------------------------------------------------------------------
+    def remembered(self, scope: tuple[str, str, str]) -> RememberedAnswer | None:
+        """The live answer remembered for (client_id, operation, key), forgetting those past their lifetime."""
+        clock = time.monotonic()
+        while self.idempotency:
+            oldest = next(iter(self.idempotency))
+            if self.idempotency[oldest].expires_at > clock:
+                break
+            del self.idempotency[oldest]
+        found = self.idempotency.get(scope)
+        if found is not None and found.expires_at <= clock:  # the TTL was shortened after it was stored
+            del self.idempotency[scope]
+            return None
+        return found
+
+    def remember(self, scope: tuple[str, str, str], request: Any, status: int, body: bytes) -> None:
+        self.idempotency[scope] = RememberedAnswer(request, status, body, time.monotonic() + self.idempotency_ttl)
 
     # --- tokens --------------------------------------------------------------------------------------------------
     def issue_access_token(self, client_id: str, grant: str, scope: str, cert_thumbprint: str,
@@ -168,7 +290,8 @@ class World:
             token.expires_at = float("-inf")
 
     def remove_client(self, client_id: str) -> None:
-        """The client and everything issued to it: tokens, codes and consents."""
+        """The client and everything issued to it: tokens, codes and account-access consents. Its payment consents
+        and payments stay, as a bank keeps its record of money moved (nobody can reach them without the client)."""
         self.clients.pop(client_id, None)
         for table in (self.access_tokens, self.refresh_tokens, self.codes, self.consents):
             for key in [k for k, v in table.items() if v.client_id == client_id]:
