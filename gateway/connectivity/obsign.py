@@ -31,6 +31,10 @@ _REGISTRY = JWSRegistry(header_registry={
     ISS: HeaderParameter("OB signer", "str", True),
     TAN: HeaderParameter("OB trust anchor", "str", True),
 }, algorithms=ALGORITHMS)
+# joserfc's defaults (512-byte header, 128 kB payload) are guards for tokens; an OB header with a long kid and
+# issuer comes close to 512 bytes, and a signed body may be larger than a token. Bodies are already size-limited.
+_REGISTRY.max_header_length = 4096
+_REGISTRY.max_payload_length = 8 * 1024 * 1024
 
 
 class SignatureInvalid(Exception):

@@ -19,6 +19,7 @@ class ProviderKit:
     payment_scheme: str | None = None  # the payment-coordinates scheme its accounts expose
     consumer: dict[str, Any] | None = None  # body for POST /v1/customers/{id}/consumer, where reports need one
     report_types: tuple[str, ...] = ()  # report types its test customers can have
+    payment: dict[str, Any] | None = None  # a payment order it accepts (POST /v1/payments body, without provider)
 
 
 KITS: dict[str, ProviderKit] = {
@@ -41,6 +42,11 @@ KITS: dict[str, ProviderKit] = {
         customer=None,  # the ASPSP knows its own customers; a consent needs none here
         end_user={"outcome": "approve"},
         payment_scheme="uk_sort_code",
+        payment={"type": "domestic", "amount": {"amount": "12.34", "currency": "GBP"},
+                 "creditor": {"name": "Contract Creditor Ltd",
+                              "account": {"scheme": "uk_sort_code", "sort_code": "040004",
+                                          "account_number": "87654321"}},
+                 "reference": "CONTRACT01", "redirect_uri": "https://app.example.com/cb"},
     ),
     "thredd": ProviderKit(
         provider="thredd",
