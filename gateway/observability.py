@@ -203,6 +203,18 @@ class Metrics:
             "gateway_token_renewals", "Upstream token fetches by provider and outcome.", ["provider", "outcome"],
             registry=self.registry,
         )
+        self.payment_transitions = Counter(
+            "gateway_payment_transitions", "Payment status changes recorded, by provider and new status.",
+            ["provider", "status"], registry=self.registry,
+        )
+        self.idempotency = Counter(
+            "gateway_idempotency_keys", "Requests with an Idempotency-Key, by outcome "
+            "(claimed, replayed, waited, reused, in_progress, released).", ["outcome"], registry=self.registry,
+        )
+        self.reconcile_checks = Counter(
+            "gateway_reconcile_checks", "Payments checked upstream by the reconciliation worker, by outcome.",
+            ["provider", "outcome"], registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
@@ -211,6 +223,9 @@ class Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def count(self, metric: Any, *labels: str) -> None:
+        self._child(metric, labels).inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._child(self.requests, (method, route, str(status))).inc()

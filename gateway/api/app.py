@@ -114,10 +114,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.upstreams.start()  # sessions open before adapters start: starting may call upstream
         for adapter in state.adapters.values():
             await adapter.start()
-        if config.payments.reconcile:
-            reconciler = Reconciler(state)
-            reconciler.start()
-            state.workers.append(reconciler)
+        reconciler = Reconciler(state)  # also purges expired idempotency keys, so it runs even when not reconciling
+        reconciler.start()
+        state.workers.append(reconciler)
         state.ready = True
         yield
     finally:

@@ -111,16 +111,20 @@ def idempotent(handler: Handler, *, required: bool = False) -> Handler:
             owner=secrets.token_hex(12), lease_until=now + timedelta(seconds=settings.idempotency_lease_seconds),
             created_at=now, expires_at=now + timedelta(hours=settings.idempotency_retention_hours))
         stored = await state.store.claim_idempotency_key(claim)
+        metrics = state.metrics
         deadline = time.monotonic() + settings.idempotency_wait_seconds
         while not (stored.owner == claim.owner and stored.state == "in_progress"):
             if stored.fingerprint != claim.fingerprint:
+                metrics.count(metrics.idempotency, "reused")
                 raise IdempotencyKeyReused(
                     f"this {HEADER} was first used at {stored.created_at.isoformat()} for another request; "
                     "use a new key for a new request", errors=[field_error(HEADER, "already used for another request",
                                                                           "header")])
             if stored.state == "done":
+                metrics.count(metrics.idempotency, "replayed")
                 return _replay(stored)
             if time.monotonic() >= deadline:
+                metrics.count(metrics.idempotency, "in_progress")
                 raise RequestInProgress(f"a request with this {HEADER} is still being processed; retry shortly "
                                         "for its response", retry_after=1)
             await asyncio.sleep(_POLL_SECONDS)
@@ -132,6 +136,7 @@ def idempotent(handler: Handler, *, required: bool = False) -> Handler:
                                      lease_until=now + timedelta(seconds=settings.idempotency_lease_seconds))
                 current = await state.store.claim_idempotency_key(claim)
             stored = current
+        metrics.count(metrics.idempotency, "claimed")
         held = Claim(tenant=tenant, key=key, owner=claim.owner)
         request[CLAIM] = held
         try:
@@ -141,6 +146,7 @@ def idempotent(handler: Handler, *, required: bool = False) -> Handler:
                                     "retry for its response", retry_after=1) from None
         except BaseException:
             if not held.finished:
+                metrics.count(metrics.idempotency, "released")
                 await asyncio.shield(state.store.release_idempotency_key(tenant, key, held.owner))
             raise
         if held.finished:

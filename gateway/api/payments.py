@@ -99,6 +99,7 @@ async def create_payment(request: web.Request) -> web.Response:
     payload = dumps(service.payment_view(record, [first]))
     await state.store.insert_payment(record, first, response=claim.response(201, payload))
     claim.finished = True
+    state.metrics.count(state.metrics.payment_transitions, record.provider, first.status.value)
     return web.Response(body=payload, status=201, content_type="application/json")
 
 
@@ -138,7 +139,7 @@ async def get_payment(request: web.Request) -> web.Response:
                 now = utcnow()
                 moves = service.apply_update(record, update, now)
                 service.schedule(record, state.config.payments, now)
-                if not await state.store.update_payment(record, moves):
+                if not await service.save(state.store, state.metrics, record, moves):
                     record = await _reload(state, record)
     return await _view(state, record)
 
@@ -182,7 +183,7 @@ async def complete_payment(request: web.Request) -> web.Response:
             now = utcnow()
             moves = service.apply_update(record, update, now)
             service.schedule(record, state.config.payments, now)
-            if not await state.store.update_payment(record, moves):
+            if not await service.save(state.store, state.metrics, record, moves):
                 raise Conflict("the payment changed while completing; fetch it again")
         elif record.status.is_final and record.status is not PaymentStatus.COMPLETED:
             raise Conflict(f"the payment is {record.status.value}; it cannot be completed")
@@ -235,7 +236,7 @@ async def _submit(request: web.Request, state: GatewayState, caller: Caller, ada
     service.schedule(record, state.config.payments, now)
     if record.status is PaymentStatus.UNKNOWN:
         record.next_check_at = now  # ask at once
-    if not await state.store.update_payment(record, moves):
+    if not await service.save(state.store, state.metrics, record, moves):
         raise Conflict("the payment changed while submitting; fetch it again")
     return await _view(state, record, status=202 if record.status is PaymentStatus.UNKNOWN else 200)
 

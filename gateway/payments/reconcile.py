@@ -56,7 +56,8 @@ class Reconciler:
                     if purged:
                         log.info("idempotency_keys_purged", count=purged)
                     last_purge = loop.time()
-                await self.run_once()
+                if self.config.reconcile:
+                    await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad round must not stop reconciliation for good
@@ -93,9 +94,11 @@ class Reconciler:
             try:
                 update = await adapter.get_payment(ctx, record)
             except GatewayError as exc:
+                self.state.metrics.count(self.state.metrics.reconcile_checks, record.provider, exc.code)
                 log.info("reconcile_check_failed", payment_id=record.id, code=exc.code, retryable=exc.retryable,
                          attempt=record.check_attempts)
             else:
+                self.state.metrics.count(self.state.metrics.reconcile_checks, record.provider, "ok")
                 before = record.status
                 moves = service.apply_update(record, update, now)
                 if record.status is not before:
@@ -110,5 +113,5 @@ class Reconciler:
         if record.next_check_at is None and not record.status.is_final:
             log.warning("payment_reconciliation_gave_up", payment_id=record.id, status=record.status.value,
                         hint="the horizon passed; GET the payment with ?refresh=true to ask again")
-        if not await self.state.store.update_payment(record, moves):
+        if not await service.save(self.state.store, self.state.metrics, record, moves):
             log.info("reconcile_lost_race", payment_id=record.id)  # an API request wrote it first: it wins

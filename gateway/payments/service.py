@@ -115,3 +115,13 @@ def payment_view(record: PaymentRecord, history: list[PaymentTransition]) -> dic
 def first_transition(now: datetime, upstream_status: str | None) -> PaymentTransition:
     return PaymentTransition(status=PaymentStatus.AWAITING_AUTHORISATION, at=now, previous=None,
                              upstream_status=upstream_status, reason="payment consent created")
+
+
+async def save(store: Any, metrics: Any, record: PaymentRecord, moves: list[PaymentTransition], *,
+               response: Any = None) -> bool:
+    """Write the payment with its transitions (version-checked) and count them; False if someone wrote first."""
+    if not await store.update_payment(record, moves, response=response):
+        return False
+    for move in moves:
+        metrics.count(metrics.payment_transitions, record.provider, move.status.value)
+    return True

@@ -63,6 +63,10 @@ async def test_payment_walkthrough(gateway):
     assert not [c for c in sandbox.calls.matching() if c.method == "POST"]
     listing = await (await gateway.get("/v1/payments", headers=DEV)).json()
     assert [p["id"] for p in listing["data"]] == [payment["id"]]
+    metrics = await (await gateway.get("/metrics")).text()
+    for status in ("awaiting_authorisation", "authorised", "submitted", "pending", "completed"):
+        assert f'gateway_payment_transitions_total{{provider="stripe-uk",status="{status}"}} 1.0' in metrics
+    assert 'gateway_idempotency_keys_total{outcome="claimed"} 1.0' in metrics
 
 
 async def test_funds_confirmation_then_submit(gateway):
