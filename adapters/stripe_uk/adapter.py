@@ -10,10 +10,8 @@ consent, renewed before they expire, and a renewal that fails on an ASPSP fault 
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -30,7 +28,6 @@ from adapters.stripe_uk.oauth import OAuthClient
 from adapters.stripe_uk.payments import PaymentsClient
 from adapters.stripe_uk.settings import StripeUKSettings, resolve_material
 from gateway.certificates.keys import SigningKey, client_ssl_context
-from gateway.connectivity import fapi
 from gateway.connectivity.client import UpstreamClient, UpstreamResponse
 from gateway.connectivity.tokens import TokenBroker
 from gateway.errors import (
@@ -176,43 +173,17 @@ class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
             intent = str(created["ConsentId"])
         except (KeyError, TypeError):
             raise ProviderBadResponse(f"{self.provider_id} created a consent without a ConsentId") from None
-        document = await self.discovery()
-        state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        request_object = fapi.request_object(
-            self.material.signing, client_id=client_id, issuer=document["issuer"], redirect_uri=data.redirect_uri,
-            scope="openid accounts", state=state, nonce=nonce, intent_id=intent)
-        url = document["authorization_endpoint"] + "?" + urlencode({
-            "response_type": "code id_token", "client_id": client_id, "redirect_uri": data.redirect_uri,
-            "scope": "openid accounts", "state": state, "nonce": nonce, "request": request_object})
-        consent.upstream.update({"state": state, "nonce": nonce, "expires": created.get("ExpirationDateTime")})
+        url, kept = await self._authorisation_url(client_id=client_id, redirect_uri=data.redirect_uri,
+                                                  scope="openid accounts", intent_id=intent)
+        consent.upstream.update({**kept, "expires": created.get("ExpirationDateTime")})
         return ConnectLink(url=url, provider_ref=intent)
 
     async def complete_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None,
                                result: dict[str, str]) -> ConsentUpdate:
-        expected_state = consent.upstream.get("state")
-        if not expected_state or result.get("state") != expected_state:
-            raise fapi.AuthorisationRefused("redirect_result: its state is not this consent's (forged or "
-                                            "mixed up)", errors=[{"location": "body", "field": "redirect_result",
-                                                                  "message": "state does not match"}])
-        if "error" in result:
-            return ConsentUpdate(status=ConsentStatus.REJECTED,
-                                 reason=f"the end user or the bank refused ({result['error']})")
-        code, id_token = result.get("code"), result.get("id_token")
-        if not code or not id_token:
-            raise fapi.AuthorisationRefused("redirect_result: needs code and id_token (hybrid flow)", errors=[
-                {"location": "body", "field": "redirect_result", "message": "code or id_token missing"}])
-        document = await self.discovery()
-        client_id = await self._client_id()
-        verify = dict(issuer=document["issuer"], client_id=client_id, nonce=consent.upstream.get("nonce", ""),
-                      code=code, state=expected_state, intent_id=consent.provider_ref or "")
-        try:
-            fapi.verify_id_token(id_token, jwks=await self._jwks(), **verify)
-        except fapi.AuthorisationRefused:
-            # The ASPSP may have rotated its keys: look once more before refusing.
-            fapi.verify_id_token(id_token, jwks=await self._jwks(refresh=True), **verify)
-        tokens = await self._token_call({"grant_type": "authorization_code", "code": code,
-                                         "redirect_uri": consent.redirect_uri or ""},
-                                        client_id=client_id, operation="exchange_code")
+        tokens, refusal = await self._redeem(consent.upstream, result, intent_id=consent.provider_ref or "",
+                                             redirect_uri=consent.redirect_uri or "", what="consent")
+        if tokens is None:
+            return ConsentUpdate(status=ConsentStatus.REJECTED, reason=refusal)
         if not tokens.get("refresh_token"):
             raise ProviderBadResponse(f"{self.provider_id} issued no refresh token for the consent")
         expires = parse_upstream_time(consent.upstream.get("expires"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -118,6 +119,49 @@ class OAuthClient:
             raise GatewayCredentialsRejected(f"the gateway is not registered with {self.provider_id}; an operator "
                                              f"must run `gateway onboard {self.provider_id}`", retryable=False)
         return str(registration["client_id"])
+
+    # --- the end user's authorisation (hybrid flow) ----------------------------------------------------------------------
+    async def _authorisation_url(self, *, client_id: str, redirect_uri: str, scope: str,
+                                 intent_id: str) -> tuple[str, dict[str, str]]:
+        """Where to send the end user for `intent_id`, with the state and nonce to keep until they come back."""
+        document = await self.discovery()
+        state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        request_object = fapi.request_object(
+            self.material.signing, client_id=client_id, issuer=document["issuer"], redirect_uri=redirect_uri,
+            scope=scope, state=state, nonce=nonce, intent_id=intent_id)
+        url = document["authorization_endpoint"] + "?" + urlencode({
+            "response_type": "code id_token", "client_id": client_id, "redirect_uri": redirect_uri,
+            "scope": scope, "state": state, "nonce": nonce, "request": request_object})
+        return url, {"state": state, "nonce": nonce}
+
+    async def _redeem(self, kept: dict[str, Any], result: dict[str, str], *, intent_id: str, redirect_uri: str,
+                      what: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The redirect result of an authorisation, trusted only once its ID token verifies (signature, nonce,
+        c_hash, s_hash, the intent): (the tokens its code is exchanged for, None), or (None, why the end user or
+        the bank refused). A forged or mixed-up result raises AuthorisationRefused."""
+        expected_state = kept.get("state")
+        if not expected_state or result.get("state") != expected_state:
+            raise fapi.AuthorisationRefused(f"redirect_result: its state is not this {what}'s (forged or mixed up)",
+                                            errors=[{"location": "body", "field": "redirect_result",
+                                                     "message": "state does not match"}])
+        if "error" in result:
+            return None, f"the end user or the bank refused ({result['error']})"
+        code, id_token = result.get("code"), result.get("id_token")
+        if not code or not id_token:
+            raise fapi.AuthorisationRefused("redirect_result: needs code and id_token (hybrid flow)", errors=[
+                {"location": "body", "field": "redirect_result", "message": "code or id_token missing"}])
+        document = await self.discovery()
+        client_id = await self._client_id()
+        verify = dict(issuer=document["issuer"], client_id=client_id, nonce=kept.get("nonce", ""),
+                      code=code, state=expected_state, intent_id=intent_id)
+        try:
+            fapi.verify_id_token(id_token, jwks=await self._jwks(), **verify)
+        except fapi.AuthorisationRefused:
+            # The ASPSP may have rotated its keys: look once more before refusing.
+            fapi.verify_id_token(id_token, jwks=await self._jwks(refresh=True), **verify)
+        tokens = await self._token_call({"grant_type": "authorization_code", "code": code,
+                                         "redirect_uri": redirect_uri}, client_id=client_id, operation="exchange_code")
+        return tokens, None
 
     # --- the token endpoint ------------------------------------------------------------------------------------------
     async def _token_call(self, form: dict[str, str], *, client_id: str, operation: str) -> dict[str, Any]:

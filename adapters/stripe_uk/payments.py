@@ -22,16 +22,14 @@ A mixin of `StripeUKAdapter` (it uses the adapter's OAuth client, key material, 
 from __future__ import annotations
 
 import base64
-import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
 from adapters.base import CallContext, PaymentInput, PaymentLink, PaymentUpdate
 from adapters.stripe_uk import translate_pis as pis
-from gateway.connectivity import fapi, obsign
+from gateway.connectivity import obsign
 from gateway.connectivity.client import UpstreamResponse
 from gateway.errors import ConsentEndedUpstream, ProviderBadResponse, ValidationFailed
 from gateway.models.payments import PaymentStatus
@@ -48,11 +46,11 @@ class PaymentsClient:
     vault: Any
     upstream: Any
 
-    # Also used, from OAuthClient and StripeUKAdapter: _client_id, _client_credentials, discovery, _jwks,
-    # _token_call, _fapi_headers, _fail.
+    # Also used, from OAuthClient and StripeUKAdapter:
     _client_id: Any
     _client_credentials: Any
-    discovery: Any
+    _authorisation_url: Any
+    _redeem: Any
     _jwks: Any
     _token_call: Any
     _fapi_headers: Any
@@ -139,44 +137,18 @@ class PaymentsClient:
         answer = await self._pisp(ctx, "POST", "/domestic-payment-consents", token=token, body=body,
                                   idempotency_key=data.idempotency_key, operation="create_payment_consent")
         consent_id, status = pis.created_consent(answer)
-        document = await self.discovery()
-        state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        scope = "openid payments"
-        request_object = fapi.request_object(
-            self.material.signing, client_id=client_id, issuer=document["issuer"], redirect_uri=data.redirect_uri,
-            scope=scope, state=state, nonce=nonce, intent_id=consent_id)
-        url = document["authorization_endpoint"] + "?" + urlencode({
-            "response_type": "code id_token", "client_id": client_id, "redirect_uri": data.redirect_uri,
-            "scope": scope, "state": state, "nonce": nonce, "request": request_object})
+        url, kept = await self._authorisation_url(client_id=client_id, redirect_uri=data.redirect_uri,
+                                                  scope="openid payments", intent_id=consent_id)
         return PaymentLink(url=url, consent_ref=consent_id, upstream={
-            "state": state, "nonce": nonce, "consent_status": status,
+            **kept, "consent_status": status,
             "initiation": body["Data"]["Initiation"], "risk": body["Risk"]})
 
     async def authorise_payment(self, ctx: CallContext, payment: PaymentRecord,
                                 result: dict[str, str]) -> PaymentUpdate:
-        expected_state = payment.upstream.get("state")
-        if not expected_state or result.get("state") != expected_state:
-            raise fapi.AuthorisationRefused("redirect_result: its state is not this payment's (forged or mixed up)",
-                                            errors=[{"location": "body", "field": "redirect_result",
-                                                     "message": "state does not match"}])
-        if "error" in result:
-            return PaymentUpdate(status=PaymentStatus.REJECTED, upstream_status="Rejected",
-                                 reason=f"the payer or the bank refused ({result['error']})")
-        code, id_token = result.get("code"), result.get("id_token")
-        if not code or not id_token:
-            raise fapi.AuthorisationRefused("redirect_result: needs code and id_token (hybrid flow)", errors=[
-                {"location": "body", "field": "redirect_result", "message": "code or id_token missing"}])
-        document = await self.discovery()
-        client_id = await self._client_id()
-        verify = dict(issuer=document["issuer"], client_id=client_id, nonce=payment.upstream.get("nonce", ""),
-                      code=code, state=expected_state, intent_id=payment.consent_ref or "")
-        try:
-            fapi.verify_id_token(id_token, jwks=await self._jwks(), **verify)
-        except fapi.AuthorisationRefused:
-            fapi.verify_id_token(id_token, jwks=await self._jwks(refresh=True), **verify)
-        tokens = await self._token_call({"grant_type": "authorization_code", "code": code,
-                                         "redirect_uri": payment.redirect_uri or ""},
-                                        client_id=client_id, operation="exchange_code")
+        tokens, refusal = await self._redeem(payment.upstream, result, intent_id=payment.consent_ref or "",
+                                             redirect_uri=payment.redirect_uri or "", what="payment")
+        if tokens is None:
+            return PaymentUpdate(status=PaymentStatus.REJECTED, upstream_status="Rejected", reason=refusal)
         return PaymentUpdate(status=PaymentStatus.AUTHORISED, upstream_status="Authorised",
                              reason="the payer authorised it at the bank",
                              upstream={"tokens": self._seal_payer_tokens(payment, tokens), "state": None,

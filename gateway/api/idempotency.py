@@ -39,7 +39,6 @@ from aiohttp import web
 from gateway.api.state import CALLER, STATE
 from gateway.errors import IdempotencyKeyReused, RequestInProgress, ValidationFailed
 from gateway.models.time import utcnow
-from gateway.payments.keys import upstream_key  # noqa: F401  (re-exported for handlers)
 from gateway.store.records import IdempotencyRecord, IdempotentResponse
 from gateway.store.sqlite_payments import LostIdempotencyClaim
 from gateway.validation.body import field_error, read_raw

@@ -17,7 +17,7 @@ from gateway import ids
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.consents import parse_redirect_result
 from gateway.api.cursor import newest_first_cursor, newest_first_position
-from gateway.api.idempotency import CLAIM, upstream_key
+from gateway.api.idempotency import CLAIM
 from gateway.api.render import json_response
 from gateway.api.state import PROVIDER, GatewayState
 from gateway.errors import (
@@ -32,6 +32,7 @@ from gateway.models.payments import PaymentStatus
 from gateway.models.serialize import dumps
 from gateway.models.time import utcnow
 from gateway.payments import service
+from gateway.payments.keys import upstream_key
 from gateway.routing import adapter_for_resource, pick_adapter
 from gateway.store.records import PaymentRecord
 from gateway.validation import query as q
@@ -242,7 +243,7 @@ async def _submit(request: web.Request, state: GatewayState, caller: Caller, ada
 
 
 async def funds_confirmation(request: web.Request) -> web.Response:
-    state, caller = state_of(request), caller_of(request)
+    caller = caller_of(request)
     require_scope(caller, SCOPE)
     record, adapter = await load_payment(request, caller)
     require_capability(adapter, "confirm_funds")
