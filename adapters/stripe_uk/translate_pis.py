@@ -8,6 +8,7 @@ from typing import Any
 
 from adapters.base import PaymentInput
 from gateway.errors import ProviderBadResponse, ValidationFailed
+from gateway.models.money import minor_units
 from gateway.models.payments import PaymentAccount, PaymentStatus
 from gateway.models.serialize import decimal_text
 from gateway.validation.body import field_error
@@ -70,11 +71,18 @@ def ob_account(account: PaymentAccount, name: str | None = None) -> dict[str, An
     return out
 
 
+def ob_amount(amount: Decimal, currency: str) -> str:
+    """OB amounts always have a fraction (`^\\d{1,13}\\.\\d{1,5}$`): "10" is sent as "10.00". Exact, since the
+    canonical checks allow no more places than the currency has."""
+    places = max(minor_units(currency), 1)
+    return decimal_text(amount.quantize(Decimal(1).scaleb(-places)))
+
+
 def initiation(data: PaymentInput) -> dict[str, Any]:
     body: dict[str, Any] = {
         "InstructionIdentification": data.instruction_id,
         "EndToEndIdentification": data.end_to_end_id,
-        "InstructedAmount": {"Amount": decimal_text(Decimal(data.amount)), "Currency": data.currency},
+        "InstructedAmount": {"Amount": ob_amount(Decimal(data.amount), data.currency), "Currency": data.currency},
         "CreditorAccount": ob_account(data.creditor.account, data.creditor.name),
         "RemittanceInformation": {"Reference": data.reference},
     }
@@ -119,7 +127,7 @@ def payment(body: Any) -> tuple[str, str, PaymentStatus]:
     """(DomesticPaymentId, OB status, canonical status) of an OBWriteDomesticResponse3."""
     data = _data(body)
     payment_id, status = data.get("DomesticPaymentId"), data.get("Status")
-    if not isinstance(payment_id, str) or status not in PAYMENT_STATUSES:
+    if not isinstance(payment_id, str) or not isinstance(status, str) or status not in PAYMENT_STATUSES:
         raise ProviderBadResponse(f"{PROVIDER} answered a payment without DomesticPaymentId or a known Status")
     return payment_id, str(status), PAYMENT_STATUSES[str(status)]
 
