@@ -101,7 +101,7 @@ def payment_view(record: PaymentRecord, history: list[PaymentTransition]) -> dic
     order = record.request
     return to_plain(Payment(
         id=record.id, provider=record.provider, type=record.type, status=record.status,
-        amount=Money(record.amount, record.currency),
+        amount=Money.of(record.amount, record.currency),
         creditor=Creditor(name=order["creditor"]["name"], account=PaymentAccount(**order["creditor"]["account"])),
         reference=order["reference"], end_to_end_id=order["end_to_end_id"], created_at=record.created_at,
         updated_at=record.updated_at, debtor_account=_account(order.get("debtor_account")),

@@ -222,3 +222,10 @@ async def test_payments_records_are_tagged_live_when_the_provider_moves_real_mon
     assert payment["live"] is True
     row = state_of(client).store.db.execute("SELECT live FROM payments WHERE id = ?", (payment["id"],)).fetchone()
     assert row == (1,)
+
+
+async def test_a_whole_amount_reaches_the_bank_in_its_currency_format(gateway):
+    payment = await create(gateway, order(amount={"amount": "10", "currency": "GBP"}))
+    assert payment["amount"] == {"amount": "10.00", "currency": "GBP"}  # in the currency's minor units
+    upstream = sandbox_of(gateway, UK).payment_consents[payment["consent_ref"]]
+    assert upstream.initiation["InstructedAmount"] == {"Amount": "10.00", "Currency": "GBP"}
