@@ -421,7 +421,7 @@ def test_payment_view_amount_is_exact_text_never_a_float():
     view = service.payment_view(_record(amount=Decimal("1234567.89")), [])
     assert view["amount"] == {"amount": "1234567.89", "currency": "GBP"}
     view = service.payment_view(_record(amount=Decimal("1E+3")), [])
-    assert view["amount"]["amount"] == "1000"  # never exponent notation
+    assert view["amount"]["amount"] == "1000.00"  # never exponent notation; in the currency's minor units
 
 
 # --- save ------------------------------------------------------------------------------------------------------
