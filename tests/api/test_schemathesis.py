@@ -85,7 +85,9 @@ class KnownIds:
     """Real resources of the dev tenant.
 
     `consent_id` (of `customer_id`) may be revoked during the run; the accounts belong to another customer's
-    consent, which the run never names, so they stay readable throughout.
+    consent, which the run never names, so they stay readable throughout. Both payments start `authorised` at
+    stripe-uk: `payment_id` may be submitted during the run (complete, submit), `funds_payment_id` is only ever
+    read by the funds confirmation, which so meets an authorised payment whatever the order of the operations.
     """
 
     customer_id: str
@@ -98,6 +100,8 @@ class KnownIds:
     report_id: str
     application_id: str
     login_ref: str
+    payment_id: str
+    funds_payment_id: str
 
     def for_path(self, operation_path: str, name: str, generated: str) -> str | None:
         """The real id to use instead of a generated one, chosen by the generated value (so deterministic)."""
@@ -106,6 +110,8 @@ class KnownIds:
             return None  # keep one in four random ids: they must answer 404
         if name == "account_id":
             return self.accounts[pick % len(self.accounts)][0]
+        if name == "payment_id":
+            return self.funds_payment_id if operation_path.endswith("/funds-confirmation") else self.payment_id
         if any(part in operation_path for part in AU_ONLY_PATHS):
             return {"customer_id": self.au_customer_id, "consent_id": self.au_consent_id,
                     "login_ref": self.login_ref}.get(name)
@@ -138,8 +144,8 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-def _call(method: str, url: str, expect: int, **kwargs: Any) -> Any:
-    resp = requests.request(method, url, headers=DEV, timeout=15, **kwargs)
+def _call(method: str, url: str, expect: int, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    resp = requests.request(method, url, headers={**DEV, **(headers or {})}, timeout=15, **kwargs)
     assert resp.status_code == expect, (method, url, resp.status_code, resp.text[:500])
     return resp.json()
 
@@ -153,6 +159,27 @@ def _authorised_consent(base_url: str, customer_id: str) -> dict[str, Any]:
                  json={"redirect_result": approved.json()["redirect_to"]})
     assert done["status"] == "authorised", done
     return dict(done)
+
+
+UK = "stripe-uk"
+PAYMENT_ORDER = {
+    "provider": UK, "type": "domestic", "amount": {"amount": "25.50", "currency": "GBP"},
+    "creditor": {"name": "Contract Supplies Ltd",
+                 "account": {"scheme": "uk_sort_code", "sort_code": "04-00-04", "account_number": "12345678"}},
+    "reference": "CONTRACT001", "redirect_uri": "https://app.example.com/callback",
+}
+
+
+def _authorised_payment(base_url: str) -> str:
+    """A stripe-uk payment the simulated payer approved, completed without submitting it."""
+    payment = _call("POST", f"{base_url}/v1/payments", 201, json=PAYMENT_ORDER,
+                    headers={"Idempotency-Key": f"contract-{secrets.token_hex(8)}"})
+    approved = requests.post(payment["authorisation_url"], timeout=15, verify=False)  # the simulated payer approves
+    assert approved.status_code == 200, approved.text[:500]
+    done = _call("POST", f"{base_url}/v1/payments/{payment['id']}/complete", 200,
+                 json={"redirect_result": approved.json()["redirect_to"], "submit": False})
+    assert done["status"] == "authorised", done
+    return str(done["id"])
 
 
 def _new_customer(base_url: str, provider: str = PROVIDER) -> str:
@@ -179,7 +206,8 @@ def known_ids(live_gateway: str) -> KnownIds:
     return KnownIds(customer_id=customer_id, consent_id=consent_id, account_consent_id=account_consent_id,
                     accounts=tuple((a["id"], a["type"]) for a in accounts), au_customer_id=au_customer_id,
                     au_consent_id=au_consent["id"], report_id=report["id"], application_id=application["id"],
-                    login_ref=au_consent["terms"]["institutions"][0]["login_ref"])
+                    login_ref=au_consent["terms"]["institutions"][0]["login_ref"],
+                    payment_id=_authorised_payment(live_gateway), funds_payment_id=_authorised_payment(live_gateway))
 
 
 def _use_known_ids(case: schemathesis.Case, ids: KnownIds) -> None:
@@ -202,6 +230,8 @@ def _use_known_ids(case: schemathesis.Case, ids: KnownIds) -> None:
             case.body = {**body, "customer_id": ids.customer_id, "provider": None}
         elif case.path == "/v1/customers" and isinstance(body.get("provider"), str):
             case.body = {**body, "provider": PROVIDER}
+        elif case.path == "/v1/payments" and isinstance(body.get("provider"), str):
+            case.body = {**body, "provider": UK}  # the provider's own rules, and now and then a real payment
 
 
 SCHEMA_CONFIG = schemathesis.Config.from_dict({
