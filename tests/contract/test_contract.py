@@ -28,8 +28,9 @@ class Api:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    async def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-        resp = await self.client.request(method, path, headers=DEV, **kwargs)
+    async def call(self, method: str, path: str, expect: int, *, headers: dict[str, str] | None = None,
+                   **kwargs: Any) -> Any:
+        resp = await self.client.request(method, path, headers={**DEV, **(headers or {})}, **kwargs)
         body = await resp.json()
         assert resp.status == expect, (method, path, resp.status, body)
         validate_response(method, path, resp.status, body, resp.content_type)
@@ -188,6 +189,55 @@ async def test_client_registration_scenario(gateway, provider: str) -> None:  # 
     await _authorised(api, _kit(provider))
 
 
+PAYMENT_OPERATIONS = {"create_payment", "authorise_payment", "submit_payment", "get_payment"}
+
+
+async def test_payment_scenario(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
+    caps = _caps(provider)
+    if not PAYMENT_OPERATIONS <= caps:
+        pytest.skip(f"{provider} initiates no payments")
+    api, kit = Api(gateway), _kit(provider)
+    assert kit.payment is not None, f"the {provider} kit needs a payment order"
+    key = {"Idempotency-Key": f"contract-{secrets.token_hex(6)}"}
+    order = {"provider": provider, **kit.payment}
+    payment = await api.call("POST", "/v1/payments", 201, json=order, headers=key)
+    assert payment["id"].startswith("pay_") and payment["status"] == "awaiting_authorisation"
+    assert payment["authorisation_url"] and payment["consent_ref"]
+    assert payment["amount"] == kit.payment["amount"]
+    assert await api.call("POST", "/v1/payments", 201, json=order, headers=key) == payment  # the same answer
+    problem = await api.call("POST", "/v1/payments", 422, headers=key,
+                             json={**order, "reference": kit.payment["reference"] + "X"})
+    assert problem["code"] == "idempotency_key_reused"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(payment["authorisation_url"], json=kit.end_user or None, ssl=False) as resp:
+            assert resp.status == 200
+            redirect = (await resp.json())["redirect_to"]
+    path = f"/v1/payments/{payment['id']}"
+    if "confirm_funds" in caps:
+        authorised = await api.call("POST", f"{path}/complete", 200,
+                                    json={"redirect_result": redirect, "submit": False})
+        assert authorised["status"] == "authorised"
+        funds = await api.call("GET", f"{path}/funds-confirmation", 200)
+        assert funds["funds_available"] is True
+        submitted = await api.call("POST", f"{path}/submit", 200)
+    else:
+        submitted = await api.call("POST", f"{path}/complete", 200, json={"redirect_result": redirect})
+    assert submitted["status"] in ("submitted", "pending", "completed") and submitted["provider_ref"]
+    for _ in range(500):
+        current = await api.call("GET", f"{path}?refresh=true", 200)
+        if current["status"] == "completed":
+            break
+        await asyncio.sleep(0.02)
+    assert current["status"] == "completed", current
+    history = [h["status"] for h in current["history"]]
+    assert history[0] == "awaiting_authorisation" and history[-1] == "completed"
+    assert history.index("authorised") < history.index("completed")
+    listing = await api.call("GET", "/v1/payments", 200)
+    assert payment["id"] in [p["id"] for p in listing["data"]]
+    # a final payment cannot be resubmitted into a second payment
+    assert (await api.call("POST", f"{path}/submit", 200))["provider_ref"] == submitted["provider_ref"]
+
+
 async def test_institutions(gateway, provider: str) -> None:  # type: ignore[no-untyped-def]
     if "list_institutions" not in _caps(provider):
         pytest.skip(f"{provider} does not list institutions")
@@ -236,15 +286,22 @@ async def test_undeclared_operations_answer_501_without_upstream_call(gateway, p
             calls.append(("create_report", "POST", "/v1/reports", {"customer_id": customer_id, "type": "voa"}))
     if "register_client" in missing:
         calls.append(("register_client", "POST", f"/v1/providers/{provider}/registration", None))
+    if "create_payment" in missing:
+        calls.append(("create_payment", "POST", "/v1/payments", {
+            "provider": provider, "type": "domestic", "amount": {"amount": "1.00", "currency": "USD"},
+            "creditor": {"name": "Nobody", "account": {"scheme": "iban", "iban": "DE89370400440532013000"}},
+            "reference": "NOBODY01", "redirect_uri": "https://app.example.com/cb"}))
     if "register_application" in missing:
         calls.append(("register_application", "POST", "/v1/applications",
                       {"provider": provider, "access_model": "CDR_REPRESENTATIVE", "name": "App"}))
     assert calls, f"no way to reach {sorted(missing)} through the API"
     # get_report, get_report_content, get_application and list_application_institutions act on records that
-    # only create_report / register_application make, so refusing those refuses them.
+    # only create_report / register_application make, and the other payment operations on payments that only
+    # create_payment makes, so refusing those refuses them.
     sandbox = sandbox_of(gateway, provider)
     sandbox.calls.clear()
     for op, method, path, body in calls:
-        problem = await api.call(method, path, 501, json=body)
+        headers = {"Idempotency-Key": f"undeclared-{op}"} if op == "create_payment" else None
+        problem = await api.call(method, path, 501, json=body, headers=headers)
         assert problem["code"] == "unsupported_operation" and provider in problem["detail"], (op, problem)
     assert not sandbox.calls.matching(), [c.path for c in sandbox.calls.matching()]
