@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -31,12 +32,15 @@ from adapters.base import CallContext, PaymentInput, PaymentLink, PaymentUpdate
 from adapters.stripe_uk import translate_pis as pis
 from gateway.connectivity import obsign
 from gateway.connectivity.client import UpstreamResponse
-from gateway.errors import ConsentEndedUpstream, ProviderBadResponse, ValidationFailed
+from gateway.errors import ConsentEndedUpstream, ProviderBadResponse, ProviderRejected, ValidationFailed
 from gateway.models.payments import PaymentStatus
+from gateway.models.time import parse_upstream_time, utcnow
 from gateway.payments.keys import upstream_key
 from gateway.store.records import PaymentRecord
 
 _RENEW_MARGIN = 30.0
+# How long the bank answers a repeated request with the original resource (OB: x-idempotency-key, 24 hours).
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class PaymentsClient:
@@ -61,12 +65,12 @@ class PaymentsClient:
     payment_schemes = frozenset({"uk_sort_code", "wallet"})
 
     def validate_payment(self, data: PaymentInput) -> None:
+        errors = pis.payment_problems(data)
         if data.redirect_uri not in self.settings.redirect_uris:
-            raise ValidationFailed(f"redirect_uri: must be one of the redirect URIs registered with "
-                                   f"{self.provider_id}", errors=[{
-                                       "location": "body", "field": "redirect_uri",
-                                       "message": f"must be one of: {', '.join(self.settings.redirect_uris)}"}])
-        pis.check_payment(data)
+            errors.append({"location": "body", "field": "redirect_uri", "message": "must be one of the redirect URIs "
+                           f"registered with {self.provider_id}: {', '.join(self.settings.redirect_uris)}"})
+        if errors:
+            raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
 
     # --- plumbing ------------------------------------------------------------------------------------------------
     @property
@@ -184,9 +188,14 @@ class PaymentsClient:
             if payment.status is PaymentStatus.UNKNOWN and status is PaymentStatus.AUTHORISED:
                 reason = "the submission never took effect (the bank shows its consent unused); submit it again"
             return PaymentUpdate(status=status, upstream_status=consent_status, reason=reason)
-        if "initiation" not in payment.upstream or "tokens" not in payment.upstream:
-            raise ProviderBadResponse(f"{self.provider_id} shows the consent consumed, but this payment was never "
-                                      "submitted by the gateway")
+        started = parse_upstream_time(payment.upstream.get("submission_started_at"))
+        if started is None or "tokens" not in payment.upstream:
+            raise ProviderBadResponse(f"{self.provider_id} shows the payment consent consumed, but the gateway never "
+                                      "submitted this payment; ask the bank which payment used it")
+        if utcnow() - started > IDEMPOTENCY_WINDOW:
+            raise ProviderRejected(f"{self.provider_id} keeps idempotency keys for 24 hours and this submission is "
+                                   "older: the bank can no longer be asked for its payment by repeating it. The "
+                                   "consent was consumed, so a payment exists; ask the bank for it.", retryable=False)
         update = await self.submit_payment(ctx, payment)  # the original request again: the bank's answer to it
         return PaymentUpdate(status=update.status, upstream_status=update.upstream_status,
                              provider_ref=update.provider_ref,

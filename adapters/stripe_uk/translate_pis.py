@@ -40,6 +40,13 @@ _WALLET = re.compile(r"^acct_[A-Za-z0-9]{1,59}$")
 
 def check_payment(data: PaymentInput) -> None:
     """Stripe's rules, as its documentation states them, before anything is sent."""
+    errors = payment_problems(data)
+    if errors:
+        raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+
+
+def payment_problems(data: PaymentInput) -> list[dict[str, str]]:
+    """Every way `data` breaks Stripe's rules (empty when it keeps them)."""
     errors = []
     reference = data.reference
     if len(reference) > 35:
@@ -52,8 +59,7 @@ def check_payment(data: PaymentInput) -> None:
     account = data.creditor.account
     if account.scheme == "wallet" and not _WALLET.fullmatch(account.wallet_id or ""):
         errors.append(field_error("creditor.account.wallet_id", "a Stripe wallet is a Stripe account id (acct_…)"))
-    if errors:
-        raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+    return errors
 
 
 def ob_account(account: PaymentAccount, name: str | None = None) -> dict[str, Any]:

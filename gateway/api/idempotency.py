@@ -2,8 +2,10 @@
 
 `Idempotency-Key` is required on payment creation and accepted on every other canonical POST. Keys are scoped per
 tenant. Before the handler runs (so before any upstream call) the key is claimed in the store with a fingerprint of
-the canonical request: the method, the path and the body as parsed JSON with sorted keys (so whitespace or key
-order do not make two requests differ).
+the canonical request: the API key that sent it, the method, the path and the body as parsed JSON with sorted keys
+(so whitespace or key order do not make two requests differ). The API key is part of it so that a replay never
+hands a response to a caller whose scopes or providers would not have allowed the request: the same key from
+another API key of the tenant is another request.
 
 - Same key, same request, first one finished → its response again, byte for byte (status, content type and body),
   marked `Idempotent-Replayed: true`.
@@ -13,9 +15,11 @@ order do not make two requests differ).
   answer.
 - Same key, another request → 422 `idempotency_key_reused`, whatever the state of the first.
 - Only successful (2xx) responses are kept. A request that fails (validation, an upstream refusal, a crash) releases
-  its key and leaves nothing, so the caller may retry with the same key; upstream calls made on the way were sent
-  with idempotency keys derived from this one (`upstream_key`), so the retry reaches the provider as the same
-  request and cannot make a second consent or payment.
+  its key and leaves nothing, so the caller may retry with the same key. For payments, the upstream calls made on
+  the way carried provider idempotency keys derived from this one (`gateway.payments.keys.upstream_key`), so the
+  retry reaches the provider as the same request and cannot make a second payment consent or payment. Other
+  providers' objects (a customer, an AIS consent) have no such key upstream: a retry after a failure there may
+  make a second one at the provider, never a second one here.
 - A claim whose process died is taken over once its lease (`payments.idempotency_lease_seconds`) runs out.
 - Keys are kept `payments.idempotency_retention_hours` (72 by default, never under 24), then purged.
 
@@ -72,13 +76,13 @@ def _check_key(key: str) -> None:
                         "header")])
 
 
-def fingerprint(method: str, path: str, raw: bytes) -> str:
+def fingerprint(method: str, path: str, raw: bytes, caller: str = "") -> str:
     try:
         canonical = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS) if raw else b""
     except orjson.JSONDecodeError:
         canonical = raw  # the handler will refuse it; the key is released then
     digest = hashlib.sha256()
-    for part in (method.encode(), path.encode(), canonical):
+    for part in (caller.encode(), method.encode(), path.encode(), canonical):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
@@ -106,7 +110,8 @@ def idempotent(handler: Handler, *, required: bool = False) -> Handler:
         raw = await read_raw(request, state.config.server.max_body_bytes)
         now = utcnow()
         claim = IdempotencyRecord(
-            tenant=tenant, key=key, fingerprint=fingerprint(request.method, request.path, raw), state="in_progress",
+            tenant=tenant, key=key, fingerprint=fingerprint(request.method, request.path, raw, request[CALLER].name),
+            state="in_progress",
             owner=secrets.token_hex(12), lease_until=now + timedelta(seconds=settings.idempotency_lease_seconds),
             created_at=now, expires_at=now + timedelta(hours=settings.idempotency_retention_hours))
         stored = await state.store.claim_idempotency_key(claim)

@@ -119,7 +119,10 @@ async def load_payment(request: web.Request, caller: Caller) -> tuple[PaymentRec
     return record, adapter_for_resource(state, caller, record.provider)
 
 
-async def _view(state: GatewayState, record: PaymentRecord, status: int = 200) -> web.Response:
+async def _view(state: GatewayState, record: PaymentRecord, status: int | None = None) -> web.Response:
+    """The payment; 202 (not 200) while its submission's outcome is `unknown`, whoever asks."""
+    if status is None:
+        status = 202 if record.status is PaymentStatus.UNKNOWN else 200
     history = await state.store.payment_transitions(record.tenant, record.id)
     return json_response(service.payment_view(record, history), status=status)
 
@@ -138,11 +141,11 @@ async def get_payment(request: web.Request) -> web.Response:
             if not record.status.is_final:
                 update = await adapter.get_payment(context(request, caller), record)
                 now = utcnow()
-                moves = service.apply_update(record, update, now)
+                moves = service.apply_update(record, update, now, observed=True)
                 service.schedule(record, state.config.payments, now)
                 if not await service.save(state.store, state.metrics, record, moves):
                     record = await _reload(state, record)
-    return await _view(state, record)
+    return await _view(state, record, 200)
 
 
 async def _reload(state: GatewayState, record: PaymentRecord) -> PaymentRecord:
@@ -239,12 +242,13 @@ async def _submit(request: web.Request, state: GatewayState, caller: Caller, ada
         record.next_check_at = now  # ask at once
     if not await service.save(state.store, state.metrics, record, moves):
         raise Conflict("the payment changed while submitting; fetch it again")
-    return await _view(state, record, status=202 if record.status is PaymentStatus.UNKNOWN else 200)
+    return await _view(state, record)
 
 
 async def funds_confirmation(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_scope(caller, SCOPE)
+    q.reject_unknown(request.query, frozenset())
     record, adapter = await load_payment(request, caller)
     require_capability(adapter, "confirm_funds")
     if record.status is not PaymentStatus.AUTHORISED:

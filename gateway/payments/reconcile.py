@@ -100,15 +100,17 @@ class Reconciler:
             else:
                 self.state.metrics.count(self.state.metrics.reconcile_checks, record.provider, "ok")
                 before = record.status
-                moves = service.apply_update(record, update, now)
+                moves = service.apply_update(record, update, now, observed=True)
                 if record.status is not before:
                     log.info("payment_reconciled", payment_id=record.id, provider=record.provider,
                              previous=before.value, status=record.status.value,
                              upstream_status=record.upstream_status)
         horizon = record.created_at + timedelta(hours=self.config.reconcile_horizon_hours)
-        if now >= horizon and record.status is PaymentStatus.AWAITING_AUTHORISATION:
+        never_sent = record.status is PaymentStatus.AUTHORISED and "submission_started_at" not in record.upstream
+        if now >= horizon and (record.status is PaymentStatus.AWAITING_AUTHORISATION or never_sent):
+            what = "authorised" if record.status is PaymentStatus.AWAITING_AUTHORISATION else "submitted"
             moves += service.apply_update(record, PaymentUpdate(
-                status=PaymentStatus.EXPIRED, reason="not authorised within the reconciliation horizon"), now)
+                status=PaymentStatus.EXPIRED, reason=f"not {what} within the reconciliation horizon"), now)
         service.schedule(record, self.config, now)
         if record.next_check_at is None and not record.status.is_final:
             log.warning("payment_reconciliation_gave_up", payment_id=record.id, status=record.status.value,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 import structlog
 
 from adapters.base import Adapter, PaymentInput, PaymentUpdate
@@ -45,9 +46,12 @@ def check_provider_rules(adapter: Adapter, data: PaymentInput) -> None:
     if data.debtor_account is not None and data.debtor_account.scheme not in adapter.payment_schemes:
         errors.append(field_error("debtor_account.scheme", f"{adapter.provider_id} takes "
                                                            f"{', '.join(sorted(adapter.payment_schemes))} accounts"))
+    try:
+        adapter.validate_payment(data)
+    except ValidationFailed as exc:
+        errors += exc.errors
     if errors:
         raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
-    adapter.validate_payment(data)
 
 
 def backoff(config: PaymentsConfig, attempts: int) -> timedelta:
@@ -65,16 +69,22 @@ def schedule(record: PaymentRecord, config: PaymentsConfig, now: datetime) -> No
     record.next_check_at = min(due, horizon) if now < horizon else None
 
 
-def apply_update(record: PaymentRecord, update: PaymentUpdate, now: datetime) -> list[PaymentTransition]:
+def apply_update(record: PaymentRecord, update: PaymentUpdate, now: datetime, *,
+                 observed: bool = False) -> list[PaymentTransition]:
     """Fold what the provider said into the record; the transitions it makes (none for old or repeated news).
 
     A status the state machine forbids from here (a late "Pending" after "completed") is not applied: the newer
-    knowledge stands, and the stale report is logged."""
+    knowledge stands, and the stale report is logged. `observed` marks a status read from the provider (the
+    worker, a refresh) rather than the outcome of the gateway's own step: such a read never makes a payment
+    `authorised`, because only the redirect result carries what submitting needs (the payer's token)."""
     if update.provider_ref:
         record.provider_ref = update.provider_ref
     if update.upstream:
         record.upstream = {**record.upstream, **update.upstream}
     moves: list[PaymentTransition] = []
+    if observed and update.status is PaymentStatus.AUTHORISED and record.status is PaymentStatus.AWAITING_AUTHORISATION:
+        update = attrs.evolve(update, status=record.status,
+                              reason="the payer approved at the bank; waiting for the redirect result")
     if update.status is not record.status:
         if states.can_move(record.status, update.status):
             moves.append(states.transition(record.status, update.status, at=now,

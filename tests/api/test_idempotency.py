@@ -48,7 +48,8 @@ async def test_fifty_concurrent_duplicates_make_one_consent_and_one_payment(gate
         headers = {**DEV, "Idempotency-Key": "complete-once"} if i % 2 else DEV
         resp = await gateway.post(f"/v1/payments/{payment_id}/complete", json={"redirect_result": redirect},
                                   headers=headers)
-        return resp.status, (await resp.json())["status"]
+        body = await resp.json()
+        return resp.status, body["status"] if resp.status == 200 else body
 
     results = await asyncio.gather(*(finish(i) for i in range(50)))
     assert {status for status, _ in results} == {200}, results
@@ -176,7 +177,7 @@ async def test_an_abandoned_claim_is_taken_over_after_its_lease(gateway):
     now = utcnow()
     raw = orjson.dumps(body)
     await store.claim_idempotency_key(IdempotencyRecord(
-        tenant="dev", key="orphan", fingerprint=fingerprint("POST", "/v1/payments", raw), state="in_progress",
+        tenant="dev", key="orphan", fingerprint=fingerprint("POST", "/v1/payments", raw, "dev"), state="in_progress",
         owner="a-process-that-died", lease_until=now - timedelta(seconds=1), created_at=now - timedelta(seconds=61),
         expires_at=now + timedelta(hours=72)))
     status, _, headers = await _post(gateway, body, "orphan")
@@ -196,6 +197,17 @@ def test_retention_is_never_under_a_day(make_config):
     with pytest.raises(ConfigError) as caught:
         make_config({"payments": {"idempotency_retention_hours": 12}})
     assert any("idempotency_retention_hours" in p and "24" in p for p in caught.value.problems)
+
+
+async def test_a_replay_is_only_for_the_api_key_that_sent_the_request(gateway):
+    """Another API key of the same tenant (fewer scopes, other providers) gets no replay of a response it could not
+    have had: its request with the same key is another request."""
+    from tests.conftest import READONLY
+
+    status, _, _ = await _post(gateway, order(), "kept-for-dev")
+    assert status == 201
+    resp = await gateway.post("/v1/payments", json=order(), headers=keyed("kept-for-dev", headers=READONLY))
+    assert resp.status == 422 and (await resp.json())["code"] == "idempotency_key_reused"
 
 
 async def test_keys_are_accepted_on_other_posts(gateway):

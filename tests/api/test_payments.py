@@ -3,6 +3,7 @@ as callers see it, validation before any upstream call, scopes, licences, tenant
 by the payer and by the bank, and the bank's message signatures."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -229,3 +230,45 @@ async def test_a_whole_amount_reaches_the_bank_in_its_currency_format(gateway):
     assert payment["amount"] == {"amount": "10.00", "currency": "GBP"}  # in the currency's minor units
     upstream = sandbox_of(gateway, UK).payment_consents[payment["consent_ref"]]
     assert upstream.initiation["InstructedAmount"] == {"Amount": "10.00", "Currency": "GBP"}
+
+
+async def test_approval_seen_by_the_worker_waits_for_the_redirect_result(gateway):
+    """The worker sees the bank's consent Authorised before the caller brings the redirect result back: the payment
+    stays awaiting authorisation (the gateway has no payer token to submit with yet), then completes normally."""
+    sandbox = sandbox_of(gateway, UK)
+    payment = await create(gateway)
+    redirect = await payer_decides(payment["authorisation_url"])
+    for _ in range(100):
+        current = await (await gateway.get(f"/v1/payments/{payment['id']}", headers=DEV)).json()
+        if current["upstream_status"] == "Authorised":
+            break
+        await asyncio.sleep(0.02)
+    assert current["status"] == "awaiting_authorisation" and current["upstream_status"] == "Authorised", current
+    resp = await complete(gateway, payment["id"], redirect)
+    assert resp.status == 200 and (await resp.json())["status"] == "submitted"
+    assert len(sandbox.payments) == 1
+
+
+async def test_every_problem_with_an_order_is_named_at_once(gateway):
+    resp = await gateway.post("/v1/payments", headers=keyed(), json=order(
+        amount={"amount": "10.00", "currency": "EUR"}, reference="AB", redirect_uri="https://evil.example.com/cb"))
+    problem = await resp.json()
+    assert resp.status == 422
+    assert {e["field"] for e in problem["errors"]} == {"amount.currency", "reference", "redirect_uri"}
+
+
+async def test_malformed_end_user_hints_are_dropped_not_passed_to_the_bank(gateway):
+    sandbox = sandbox_of(gateway, UK)
+    payment = await authorised(gateway)
+    sandbox.calls.clear()
+    resp = await gateway.get(f"/v1/payments/{payment['id']}/funds-confirmation", headers={
+        **DEV, "X-End-User-Auth-Date": "yesterday", "X-End-User-IP": "not-an-ip"})
+    assert resp.status == 200
+    sent = [c.headers for c in sandbox.calls.matching() if "funds-confirmation" in c.path]
+    assert sent and "x-fapi-auth-date" not in sent[0] and "x-fapi-customer-ip-address" not in sent[0]
+    resp = await gateway.get(f"/v1/payments/{payment['id']}/funds-confirmation", headers={
+        **DEV, "X-End-User-Auth-Date": "Tue, 03 Feb 2026 10:15:00 GMT", "X-End-User-IP": "203.0.113.9"})
+    assert resp.status == 200
+    sent = [c.headers for c in sandbox.calls.matching() if "funds-confirmation" in c.path]
+    assert sent[-1]["x-fapi-auth-date"] == "Tue, 03 Feb 2026 10:15:00 GMT"
+    assert sent[-1]["x-fapi-customer-ip-address"] == "203.0.113.9"

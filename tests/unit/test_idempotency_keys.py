@@ -81,16 +81,22 @@ def test_fingerprint_of_invalid_json_uses_the_raw_bytes():
     assert fingerprint("POST", PATH, b"{not json") == fingerprint("POST", PATH, b"{not json")
     assert fingerprint("POST", PATH, b"{not json") != fingerprint("POST", PATH, b"{not  json")
     expected = hashlib.sha256()
-    for part in (b"POST", PATH.encode(), b"{not json"):
+    for part in (b"", b"POST", PATH.encode(), b"{not json"):
         expected.update(len(part).to_bytes(8, "big") + part)
     assert fingerprint("POST", PATH, b"{not json") == expected.hexdigest()
 
 
 def test_fingerprint_of_json_is_the_sorted_compact_form():
     expected = hashlib.sha256()
-    for part in (b"POST", PATH.encode(), b'{"a":1,"b":{"c":2,"d":3}}'):
+    for part in (b"", b"POST", PATH.encode(), b'{"a":1,"b":{"c":2,"d":3}}'):
         expected.update(len(part).to_bytes(8, "big") + part)
     assert fingerprint("POST", PATH, b'{ "b": {"d": 3, "c": 2}, "a": 1 }') == expected.hexdigest()
+
+
+def test_fingerprint_differs_by_caller():
+    raw = b'{"a": 1}'
+    assert fingerprint("POST", PATH, raw, "dev") != fingerprint("POST", PATH, raw, "readonly")
+    assert fingerprint("POST", PATH, raw, "dev") == fingerprint("POST", PATH, b'{"a":1}', "dev")
 
 
 # --- upstream_key ----------------------------------------------------------------------------------------------

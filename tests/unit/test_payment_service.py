@@ -308,7 +308,7 @@ def test_check_provider_rules_names_every_problem_at_once():
     assert caught.value.detail == ("type: stripe-uk initiates domestic payments; "
                                    "amount.currency: stripe-uk pays in GBP only; "
                                    "creditor.account.scheme: stripe-uk pays to uk_sort_code, wallet accounts")
-    assert adapter.validated == []  # no provider rules (nor anything upstream) after a capability refusal
+    assert adapter.validated == [data]  # the provider's own rules were asked too: every problem at once
 
 
 @pytest.mark.parametrize(("over", "field"), [
@@ -322,7 +322,7 @@ def test_check_provider_rules_each_refusal_alone(over, field):
     with pytest.raises(ValidationFailed) as caught:
         service.check_provider_rules(adapter, _input(**over))
     assert [e["field"] for e in caught.value.errors] == [field]
-    assert adapter.validated == []
+    assert len(adapter.validated) == 1
 
 
 def test_check_provider_rules_debtor_account_message():
