@@ -205,6 +205,7 @@ class PaymentInput:
     instruction_id: str
     redirect_uri: str
     debtor_account: PaymentAccount | None = None
+    institution_id: str | None = None  # the payer's bank, where the provider reaches many
     # Sent upstream as the provider's idempotency key: derived from the tenant and the caller's key, so a retry
     # after a crash or a timeout reaches the provider as the same request.
     idempotency_key: str | None = None

@@ -57,6 +57,8 @@ def payment_problems(data: PaymentInput) -> list[dict[str, str]]:
     if alphanumerics and len(set(alphanumerics)) == 1:
         errors.append(field_error("reference", f"{PROVIDER} refuses a reference of one repeated character"))
     account = data.creditor.account
+    if data.institution_id is not None:
+        errors.append(field_error("institution_id", f"{PROVIDER} is itself the payer's bank; name no institution"))
     if account.scheme == "wallet" and not _WALLET.fullmatch(account.wallet_id or ""):
         errors.append(field_error("creditor.account.wallet_id", "a Stripe wallet is a Stripe account id (acct_…)"))
     return errors
@@ -94,6 +96,16 @@ def initiation(data: PaymentInput) -> dict[str, Any]:
     }
     if data.debtor_account is not None:
         body["DebtorAccount"] = ob_account(data.debtor_account)
+    address = data.creditor.address
+    if address is not None:
+        postal: dict[str, Any] = {"Country": address.country}
+        if address.lines:
+            postal["AddressLine"] = list(address.lines)
+        if address.city:
+            postal["TownName"] = address.city
+        if address.postal_code:
+            postal["PostCode"] = address.postal_code
+        body["CreditorPostalAddress"] = postal
     return body
 
 

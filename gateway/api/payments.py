@@ -45,8 +45,14 @@ SCOPE = "pis:write"
 
 def _order(body: CreatePaymentRequest, end_to_end_id: str) -> dict:
     """The canonical order as stored and shown back."""
-    order = {"creditor": {"name": body.creditor.name, "account": _plain_account(body.creditor.account)},
-             "reference": body.reference, "end_to_end_id": end_to_end_id}
+    creditor = {"name": body.creditor.name, "account": _plain_account(body.creditor.account)}
+    if body.creditor.address is not None:
+        address = body.creditor.address
+        creditor["address"] = {"lines": list(address.lines), "city": address.city,
+                               "postal_code": address.postal_code, "country": address.country}
+    order = {"creditor": creditor, "reference": body.reference, "end_to_end_id": end_to_end_id}
+    if body.institution_id is not None:
+        order["institution_id"] = body.institution_id
     if body.debtor_account is not None:
         order["debtor_account"] = _plain_account(body.debtor_account)
     return order
@@ -82,7 +88,8 @@ async def create_payment(request: web.Request) -> web.Response:
         type=body.type, amount=body.amount.value, currency=body.amount.currency,
         creditor=_creditor(body), reference=body.reference, end_to_end_id=end_to_end_id,
         instruction_id=key[:35], redirect_uri=body.redirect_uri,
-        debtor_account=body.debtor_account.to_account() if body.debtor_account else None, idempotency_key=key)
+        debtor_account=body.debtor_account.to_account() if body.debtor_account else None, idempotency_key=key,
+        institution_id=body.institution_id)
     service.check_provider_rules(adapter, data)
     now = utcnow()
     record = PaymentRecord(
@@ -107,7 +114,8 @@ async def create_payment(request: web.Request) -> web.Response:
 def _creditor(body: CreatePaymentRequest):  # type: ignore[no-untyped-def]
     from gateway.models.payments import Creditor
 
-    return Creditor(name=body.creditor.name, account=body.creditor.account.to_account())
+    address = body.creditor.address.to_address() if body.creditor.address is not None else None
+    return Creditor(name=body.creditor.name, account=body.creditor.account.to_account(), address=address)
 
 
 async def load_payment(request: web.Request, caller: Caller) -> tuple[PaymentRecord, Adapter]:

@@ -7,6 +7,7 @@ from datetime import datetime
 import attrs
 
 from gateway.models.money import Money
+from gateway.models.resources import PostalAddress
 
 
 class PaymentStatus(str, enum.Enum):
@@ -48,6 +49,7 @@ class PaymentAccount:
 class Creditor:
     name: str
     account: PaymentAccount
+    address: PostalAddress | None = None  # cross-border payments need the creditor's country and town
 
 
 @attrs.frozen(slots=True)
@@ -80,6 +82,7 @@ class Payment:
     upstream_status: str | None = None
     status_reason: str | None = None
     customer_id: str | None = None
+    institution_id: str | None = None  # the payer's bank, where the provider is a hub of many (ob-connect)
     live: bool = False  # moves real money (an environment marked live)
     history: tuple[PaymentTransition, ...] = ()
 

@@ -13,6 +13,7 @@ from gateway.config import LicenceConfig, PaymentsConfig
 from gateway.errors import LicenceNotPermitted, ValidationFailed
 from gateway.models import Money
 from gateway.models.payments import Creditor, Payment, PaymentAccount, PaymentStatus, PaymentTransition
+from gateway.models.resources import PostalAddress
 from gateway.models.serialize import to_plain
 from gateway.payments import states
 from gateway.store.records import PaymentRecord
@@ -107,17 +108,26 @@ def _account(data: dict[str, Any] | None) -> PaymentAccount | None:
     return PaymentAccount(**data)
 
 
+def _address(data: dict[str, Any] | None) -> PostalAddress | None:
+    if not data:
+        return None
+    return PostalAddress(lines=tuple(data.get("lines") or ()), city=data.get("city"),
+                         postal_code=data.get("postal_code"), country=data.get("country"))
+
+
 def payment_view(record: PaymentRecord, history: list[PaymentTransition]) -> dict[str, Any]:
     order = record.request
     return to_plain(Payment(
         id=record.id, provider=record.provider, type=record.type, status=record.status,
         amount=Money.of(record.amount, record.currency),
-        creditor=Creditor(name=order["creditor"]["name"], account=PaymentAccount(**order["creditor"]["account"])),
+        creditor=Creditor(name=order["creditor"]["name"], account=PaymentAccount(**order["creditor"]["account"]),
+                          address=_address(order["creditor"].get("address"))),
         reference=order["reference"], end_to_end_id=order["end_to_end_id"], created_at=record.created_at,
         updated_at=record.updated_at, debtor_account=_account(order.get("debtor_account")),
         redirect_uri=record.redirect_uri, authorisation_url=record.authorisation_url,
         consent_ref=record.consent_ref, provider_ref=record.provider_ref, upstream_status=record.upstream_status,
         status_reason=record.status_reason, customer_id=record.customer_id, live=record.live,
+        institution_id=order.get("institution_id"),
         history=tuple(history),
     ))
 

@@ -9,6 +9,7 @@ import attrs
 
 from gateway.models.money import minor_units, parse_amount
 from gateway.models.payments import ACCOUNT_SCHEMES, PAYMENT_TYPES, PaymentAccount
+from gateway.models.resources import PostalAddress
 from gateway.validation.body import FieldValueError
 from gateway.validation.requests import _check_redirect_uri
 
@@ -107,10 +108,35 @@ class AccountRequest:
                               secondary_identification=self.secondary_identification)
 
 
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def _lines(_inst, attr, value: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    if len(value) > 4 or any(not 1 <= len(line) <= 70 or line.strip() != line for line in value):
+        raise FieldValueError(attr.name, "at most 4 lines of 1 to 70 characters")
+
+
+def _country(_inst, attr, value: str) -> None:  # type: ignore[no-untyped-def]
+    if not _COUNTRY.fullmatch(value):
+        raise FieldValueError(attr.name, "must be an ISO 3166 alpha-2 code such as DE")
+
+
+@attrs.frozen
+class AddressRequest:
+    country: str = attrs.field(validator=_country)
+    lines: tuple[str, ...] = attrs.field(default=(), validator=_lines)
+    city: str | None = attrs.field(default=None, validator=_optional(_text(1, 35)))
+    postal_code: str | None = attrs.field(default=None, validator=_optional(_text(1, 16)))
+
+    def to_address(self) -> PostalAddress:
+        return PostalAddress(lines=self.lines, city=self.city, postal_code=self.postal_code, country=self.country)
+
+
 @attrs.frozen
 class CreditorRequest:
     name: str = attrs.field(validator=_text(1, 70))
     account: AccountRequest
+    address: AddressRequest | None = None
 
 
 def _payment_type(_inst, attr, value: str) -> None:  # type: ignore[no-untyped-def]
@@ -142,6 +168,8 @@ class CreatePaymentRequest:
     debtor_account: AccountRequest | None = None
     end_to_end_id: str | None = attrs.field(default=None, validator=_optional(_identification))
     customer_id: str | None = attrs.field(default=None, validator=_optional(_text(4, 64)))
+    # The payer's bank, for providers that reach many (see GET /v1/institutions).
+    institution_id: str | None = attrs.field(default=None, validator=_optional(_text(1, 64)))
 
 
 @attrs.frozen

@@ -272,3 +272,17 @@ async def test_malformed_end_user_hints_are_dropped_not_passed_to_the_bank(gatew
     sent = [c.headers for c in sandbox.calls.matching() if "funds-confirmation" in c.path]
     assert sent[-1]["x-fapi-auth-date"] == "Tue, 03 Feb 2026 10:15:00 GMT"
     assert sent[-1]["x-fapi-customer-ip-address"] == "203.0.113.9"
+
+
+async def test_creditor_address_is_carried_and_stripe_refuses_an_institution(gateway):
+    address = {"country": "GB", "lines": ["1 Market Street"], "city": "Leeds", "postal_code": "LS1 6DT"}
+    body = order(creditor={**order()["creditor"], "address": address})
+    payment = await create(gateway, body)
+    assert payment["creditor"]["address"] == {"lines": ["1 Market Street"], "city": "Leeds", "region": None,
+                                              "postal_code": "LS1 6DT", "country": "GB"}
+    upstream = sandbox_of(gateway, UK).payment_consents[payment["consent_ref"]]
+    assert upstream.initiation["CreditorPostalAddress"] == {"Country": "GB", "AddressLine": ["1 Market Street"],
+                                                            "TownName": "Leeds", "PostCode": "LS1 6DT"}
+    resp = await gateway.post("/v1/payments", json=order(institution_id="some-bank"), headers=keyed())
+    problem = await resp.json()
+    assert resp.status == 422 and [e["field"] for e in problem["errors"]] == ["institution_id"]

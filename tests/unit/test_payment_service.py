@@ -380,11 +380,11 @@ def test_payment_view_shape():
         "amount": {"amount": "10.50", "currency": "GBP"},
         "creditor": {"name": "Acme Ltd", "account": {
             "scheme": "uk_sort_code", "sort_code": "040004", "account_number": "12345678", "iban": None, "bic": None,
-            "wallet_id": None, "secondary_identification": None}},
+            "wallet_id": None, "secondary_identification": None}, "address": None},
         "reference": "INV-123456", "end_to_end_id": "E2E-0001", "created_at": T0, "updated_at": NOW,
         "debtor_account": None, "redirect_uri": "https://app.example.com/cb", "authorisation_url": "https://bank/auth",
         "consent_ref": "pcon-1", "provider_ref": "pmt-1", "upstream_status": "Pending", "status_reason": "sent",
-        "customer_id": "cus_1", "live": True,
+        "customer_id": "cus_1", "institution_id": None, "live": True,
         "history": [
             {"status": "awaiting_authorisation", "at": T0, "previous": None,
              "upstream_status": "AwaitingAuthorisation", "reason": "payment consent created"},
