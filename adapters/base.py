@@ -78,6 +78,8 @@ OPERATIONS: tuple[str, ...] = (
     "submit_payment",
     "get_payment",
     "confirm_funds",
+    "list_standing_orders",
+    "get_raw_consent",
 )
 
 
@@ -418,6 +420,20 @@ class Adapter:
         the registration). The same capability covers reading and deleting it (get_registration,
         delete_registration)."""
         raise self._unsupported("register_client")
+
+    async def list_standing_orders(self, ctx: CallContext, consent: ConsentRecord,
+                                   account: AccountRecord) -> list[Any]:
+        """The account's standing orders (gateway.models.StandingOrder), read-only."""
+        raise self._unsupported("list_standing_orders")
+
+    async def get_raw_consent(self, ctx: CallContext, consent: ConsentRecord) -> dict[str, Any]:
+        """The consent exactly as the provider holds it, for audit."""
+        raise self._unsupported("get_raw_consent")
+
+    async def institution_country(self, institution_id: str) -> str | None:
+        """The country of one of the provider's institutions, for the licence check (None: the provider's regions
+        are what counts). Raise ValidationFailed for an institution the provider does not know."""
+        return None
 
     # --- payments -------------------------------------------------------------------------------------------------
     # What the provider accepts, checked by the validation layer before any upstream call.

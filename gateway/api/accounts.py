@@ -1,4 +1,5 @@
-"""Accounts and their data: list, get, balances (cached or live), transactions, payment details, owner."""
+"""Accounts and their data: list, get, balances (cached or live), transactions, payment details, owner, standing
+orders."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -181,3 +182,13 @@ async def get_owner(request: web.Request) -> web.Response:
     adapter, account, consent = await _account(request, caller, "get_account_owner", "owner")
     owner = await upstream(request, consent, adapter.get_account_owner(context(request, caller), consent, account))
     return json_response(to_plain(owner))
+
+
+async def list_standing_orders(request: web.Request) -> web.Response:
+    """The account's standing orders, read-only (the consent needs the `standing_orders` permission)."""
+    caller = caller_of(request)
+    require_scope(caller, "ais:read")
+    q.reject_unknown(request.query, frozenset())
+    adapter, account, consent = await _account(request, caller, "list_standing_orders", "standing_orders")
+    orders = await upstream(request, consent, adapter.list_standing_orders(context(request, caller), consent, account))
+    return json_response({"data": to_plain_list(orders), "next_cursor": None})

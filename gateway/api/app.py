@@ -47,6 +47,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/consents", idempotent(consents.create_consent))
     r.add_get("/v1/consents", consents.list_consents)
     r.add_get("/v1/consents/{consent_id}", consents.get_consent)
+    r.add_get("/v1/consents/{consent_id}/raw", consents.get_raw_consent)
     r.add_post("/v1/consents/{consent_id}/complete", idempotent(consents.complete_consent))
     r.add_post("/v1/consents/{consent_id}/revoke", idempotent(consents.revoke_consent))
     r.add_post("/v1/consents/{consent_id}/institution-logins/{login_ref}/revoke",
@@ -57,6 +58,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/accounts/{account_id}/transactions", accounts.list_transactions)
     r.add_get("/v1/accounts/{account_id}/details", accounts.get_details)
     r.add_get("/v1/accounts/{account_id}/owner", accounts.get_owner)
+    r.add_get("/v1/accounts/{account_id}/standing-orders", accounts.list_standing_orders)
     r.add_post("/v1/reports", idempotent(reports.create_report))
     r.add_get("/v1/reports", reports.list_reports)
     r.add_get("/v1/reports/{report_id}", reports.get_report)
@@ -112,6 +114,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 log.info("sandbox_started", provider=provider, base_url=base_url)
             state.adapters[provider] = cls(adapter_config, state.upstreams, state.store, base_url=base_url,
                                            vault=vault, public_url=config.server.public_url)
+            if getattr(adapter_config.settings, "live", False):
+                log.warning("live_environment", provider=provider, base_url=base_url,
+                            detail="this environment moves real money: every payment through it is tagged live")
         await state.upstreams.start()  # sessions open before adapters start: starting may call upstream
         for adapter in state.adapters.values():
             await adapter.start()

@@ -21,6 +21,7 @@ from gateway.store.records import ConsentRecord
 from gateway.validation import query as q
 from gateway.validation.access import Caller, require_capability, require_scope
 from gateway.validation.body import parse_body
+from gateway.validation.licence import require_licence
 from gateway.validation.requests import CompleteConsentRequest, CreateConsentRequest
 
 
@@ -103,6 +104,11 @@ async def create_consent(request: web.Request) -> web.Response:
     data = CreateConsentInput(redirect_uri=body.redirect_uri, institution_id=body.institution_id,
                               permissions=body.permissions, language=body.language,
                               previous_provider_ref=previous_ref, **limits)
+    missing = [p for p in body.permissions if p == "standing_orders" and "list_standing_orders" not in adapter.capabilities]
+    if missing:
+        raise ValidationFailed("permissions: the provider offers no standing orders", errors=[
+            {"location": "body", "field": "permissions", "message": f"{adapter.provider_id} offers no standing orders"}])
+    await require_licence(state.config.licence, adapter, "AISP", body.institution_id)
     adapter.validate_consent(data, customer)
     now = utcnow()
     record = ConsentRecord(
@@ -244,3 +250,18 @@ async def revoke_institution_login(request: web.Request) -> web.Response:
     gone = tuple(sorted(before - set(record.upstream.get("account_refs") or ())))
     await state.store.forget_accounts(record, gone)
     return json_response(consent_view(record))
+
+
+async def get_raw_consent(request: web.Request) -> web.Response:
+    """The consent exactly as the provider holds it, for audit (answered as the provider sent it, under `raw`)."""
+    state, caller = state_of(request), caller_of(request)
+    require_scope(caller, "ais:read")
+    q.reject_unknown(request.query, frozenset())
+    record = await load_consent(request, caller, request.match_info["consent_id"])
+    adapter = adapter_for_resource(state, caller, record.provider)
+    require_capability(adapter, "get_raw_consent")
+    if record.provider_ref is None:
+        raise Conflict("the consent was never created at the provider")
+    raw = await adapter.get_raw_consent(context(request, caller), record)
+    return json_response({"consent_id": record.id, "provider": record.provider, "provider_ref": record.provider_ref,
+                          "retrieved_at": utcnow(), "raw": raw})

@@ -38,6 +38,7 @@ from gateway.store.records import PaymentRecord
 from gateway.validation import query as q
 from gateway.validation.access import Caller, require_capability, require_scope
 from gateway.validation.body import parse_body
+from gateway.validation.licence import require_licence
 from gateway.validation.payments import CompletePaymentRequest, CreatePaymentRequest
 
 SCOPE = "pis:write"
@@ -73,7 +74,7 @@ async def create_payment(request: web.Request) -> web.Response:
     adapter = pick_adapter(state, caller, provider=body.provider, region=body.region)
     request[PROVIDER] = adapter.provider_id
     require_capability(adapter, "create_payment")
-    service.require_licence(state.config.licence, adapter)
+    await require_licence(state.config.licence, adapter, "PISP", body.institution_id)
     if body.customer_id is not None:
         customer = await state.store.get_customer(caller.tenant, body.customer_id)
         if customer is None or customer.provider != adapter.provider_id:

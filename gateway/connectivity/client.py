@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import aiohttp
 import orjson
@@ -106,7 +106,11 @@ class UpstreamClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
         timeout: float | None = None,
+        sign: Callable[[str, str, bytes | None], Mapping[str, str]] | None = None,
     ) -> UpstreamResponse:
+        """One upstream call with the adapter's retry, breaker and metrics. `sign(method, url, body)` gives headers
+        made afresh for every attempt (a request signature with its own nonce and timestamp, as OAuth 1.0a
+        needs: a retry must not replay the first attempt's nonce)."""
         method = method.upper()
         retry_allowed = (method in SAFE_METHODS) if idempotent is None else idempotent
         body = orjson.dumps(json) if json is not None else data
@@ -126,7 +130,8 @@ class UpstreamClient:
             failure: Exception | None = None
             response: UpstreamResponse | None = None
             try:
-                response = await self._send(method, url, params, body, send_headers, timeout)
+                attempt_headers = {**send_headers, **sign(method, url, body)} if sign is not None else send_headers
+                response = await self._send(method, url, params, body, attempt_headers, timeout)
             except asyncio.TimeoutError as exc:
                 failure = ProviderTimeout(f"{self.name} did not answer within the configured timeout")
                 failure.__cause__ = exc

@@ -249,6 +249,23 @@ class Owner:
 
 
 @attrs.frozen(slots=True)
+class StandingOrder:
+    """A recurring payment set up on an account (read-only: the gateway does not create or change them)."""
+    id: str
+    account_id: str
+    provider_ref: str
+    frequency: str  # the provider's own expression, e.g. ISO 20022 "MNTH" or OB "EvryDay"
+    amount: Money  # the next (or recurring) payment, negative: money out
+    creditor_name: str | None = None
+    creditor_account: str | None = None  # the creditor's identification as the bank shows it (IBAN, sort code …)
+    reference: str | None = None
+    first_payment_date: date | None = None
+    next_payment_date: date | None = None
+    final_payment_date: date | None = None
+    status: str = "active"
+
+
+@attrs.frozen(slots=True)
 class Page(Generic[T]):
     """One page of a list. `next_position` is adapter-private; the API wraps it in a signed cursor."""
     data: tuple[T, ...]

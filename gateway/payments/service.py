@@ -9,8 +9,8 @@ import attrs
 import structlog
 
 from adapters.base import Adapter, PaymentInput, PaymentUpdate
-from gateway.config import LicenceConfig, PaymentsConfig
-from gateway.errors import LicenceNotPermitted, ValidationFailed
+from gateway.config import PaymentsConfig
+from gateway.errors import ValidationFailed
 from gateway.models import Money
 from gateway.models.payments import Creditor, Payment, PaymentAccount, PaymentStatus, PaymentTransition
 from gateway.models.resources import PostalAddress
@@ -20,16 +20,6 @@ from gateway.store.records import PaymentRecord
 from gateway.validation.body import field_error
 
 log = structlog.get_logger("gateway.payments")
-
-
-def require_licence(licence: LicenceConfig, adapter: Adapter, role: str = "PISP") -> None:
-    """The operator's licence must cover the role, and (when it names countries) a country the provider serves."""
-    if role not in licence.roles:
-        raise LicenceNotPermitted(f"the gateway's licence has no {role} role (it has: "
-                                  f"{', '.join(licence.roles) or 'none'}); payments cannot be initiated")
-    if licence.countries and not set(adapter.regions) & set(licence.countries):
-        raise LicenceNotPermitted(f"the gateway's licence does not cover {', '.join(sorted(adapter.regions))} "
-                                  f"(licensed countries: {', '.join(licence.countries)})")
 
 
 def check_provider_rules(adapter: Adapter, data: PaymentInput) -> None:

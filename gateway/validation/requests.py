@@ -11,6 +11,8 @@ from gateway.models import CustomerCategory, CustomerType
 from gateway.validation.body import FieldValueError
 
 PERMISSIONS = ("accounts", "balances", "transactions", "details", "owner")
+# Asked for by name only (not in the default set): not every provider offers them.
+OPTIONAL_PERMISSIONS = ("standing_orders",)
 _PROVIDER = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 _PHONE = re.compile(r"^\+?[0-9 ()-]{6,20}$")
@@ -64,9 +66,10 @@ def _permissions(_inst, attr, value: tuple[str, ...]) -> None:
 
 
 def _check_permissions(value: tuple[str, ...]) -> None:
-    unknown = [p for p in value if p not in PERMISSIONS]
+    unknown = [p for p in value if p not in PERMISSIONS + OPTIONAL_PERMISSIONS]
     if unknown:
-        raise ValueError(f"unknown permission(s) {', '.join(unknown)}; allowed: {', '.join(PERMISSIONS)}")
+        raise ValueError(f"unknown permission(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join(PERMISSIONS + OPTIONAL_PERMISSIONS)}")
     if not value:
         raise ValueError("at least one permission is required")
     if len(set(value)) != len(value):

@@ -16,6 +16,7 @@ from gateway.config import LicenceConfig, PaymentsConfig
 from gateway.errors import LicenceNotPermitted, ValidationFailed
 from gateway.models.payments import Creditor, PaymentAccount, PaymentStatus, PaymentTransition
 from gateway.payments import service
+from gateway.validation.licence import require_licence
 from gateway.payments.locks import KeyedLocks
 from gateway.store.records import PaymentRecord
 
@@ -224,47 +225,51 @@ def test_schedule_default_horizon_is_72_hours():
     assert record.next_check_at is None
 
 
-# --- require_licence -------------------------------------------------------------------------------------------
-GB_ADAPTER = SimpleNamespace(provider_id="stripe-uk", regions=StripeUKAdapter.regions)
+# --- require_licence (gateway.validation.licence) ------------------------------------------------------------------
+class Hub:
+    """A provider of many banks: the licence is checked against the named bank's country."""
+    provider_id = "hub"
+    regions = frozenset({"GB", "DE", "PL"})
+
+    async def institution_country(self, institution_id: str) -> str | None:
+        return {"bank-de": "DE", "bank-pl": "PL"}.get(institution_id)
 
 
-def test_require_licence_without_pisp_role_is_refused():
+class Single:
+    provider_id = "stripe-uk"
+    regions = StripeUKAdapter.regions
+
+    async def institution_country(self, institution_id: str) -> str | None:
+        return None
+
+
+async def test_require_licence_without_the_role_is_refused_naming_it():
     with pytest.raises(LicenceNotPermitted) as caught:
-        service.require_licence(LicenceConfig(roles=("AISP",)), GB_ADAPTER)
+        await require_licence(LicenceConfig(roles=("AISP",)), Single(), "PISP")
     err = caught.value
     assert (err.status, err.code) == (403, "licence_not_permitted")
     assert "no PISP role" in err.detail and "(it has: AISP)" in err.detail
-
-
-def test_require_licence_with_no_roles_says_none():
-    with pytest.raises(LicenceNotPermitted, match=r"it has: none"):
-        service.require_licence(LicenceConfig(roles=()), GB_ADAPTER)
-
-
-def test_require_licence_checks_the_role_asked_for():
-    service.require_licence(LicenceConfig(roles=("AISP",)), GB_ADAPTER, role="AISP")
+    assert err.errors == [{"location": "licence", "field": "roles", "message": "PISP missing"}]
     with pytest.raises(LicenceNotPermitted, match="no AISP role"):
-        service.require_licence(LicenceConfig(roles=("PISP",)), GB_ADAPTER, role="AISP")
+        await require_licence(LicenceConfig(roles=("PISP",)), Single(), "AISP")
+    with pytest.raises(LicenceNotPermitted, match=r"it has: none"):
+        await require_licence(LicenceConfig(roles=()), Single(), "AISP")
 
 
-def test_require_licence_countries_excluding_the_providers_regions_are_refused():
+async def test_require_licence_countries_of_the_provider():
     with pytest.raises(LicenceNotPermitted) as caught:
-        service.require_licence(LicenceConfig(roles=("PISP",), countries=("DE", "FR")), GB_ADAPTER)
-    assert caught.value.code == "licence_not_permitted"
-    assert "does not cover GB" in caught.value.detail
-    assert "(licensed countries: DE, FR)" in caught.value.detail
+        await require_licence(LicenceConfig(countries=("DE", "FR")), Single(), "PISP")
+    assert "stripe-uk serves GB" in caught.value.detail and "licensed countries: DE, FR" in caught.value.detail
+    for countries in [(), ("GB",), ("IE", "GB")]:
+        assert await require_licence(LicenceConfig(countries=countries), Single(), "PISP") is None
 
 
-@pytest.mark.parametrize("countries", [(), ("GB",), ("IE", "GB")])
-def test_require_licence_allowed(countries):
-    assert service.require_licence(LicenceConfig(roles=("PISP",), countries=countries), GB_ADAPTER) is None
-
-
-def test_require_licence_any_shared_region_is_enough():
-    multi = SimpleNamespace(provider_id="x", regions=frozenset({"AU", "NZ"}))
-    service.require_licence(LicenceConfig(countries=("NZ",)), multi)
-    with pytest.raises(LicenceNotPermitted, match="does not cover AU, NZ"):
-        service.require_licence(LicenceConfig(countries=("GB",)), multi)
+async def test_require_licence_country_of_the_named_bank():
+    await require_licence(LicenceConfig(countries=("DE",)), Hub(), "PISP", "bank-de")
+    with pytest.raises(LicenceNotPermitted) as caught:
+        await require_licence(LicenceConfig(countries=("DE",)), Hub(), "PISP", "bank-pl")
+    assert "the bank bank-pl is in PL" in caught.value.detail
+    assert caught.value.errors[0] == {"location": "licence", "field": "countries", "message": "PL missing"}
 
 
 # --- check_provider_rules --------------------------------------------------------------------------------------
