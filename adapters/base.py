@@ -208,6 +208,7 @@ class PaymentInput:
     redirect_uri: str
     debtor_account: PaymentAccount | None = None
     institution_id: str | None = None  # the payer's bank, where the provider reaches many
+    debtor_name: str | None = None
     # Sent upstream as the provider's idempotency key: derived from the tenant and the caller's key, so a retry
     # after a crash or a timeout reaches the provider as the same request.
     idempotency_key: str | None = None
@@ -440,6 +441,7 @@ class Adapter:
     payment_types: ClassVar[frozenset[str]] = frozenset()
     payment_currencies: ClassVar[frozenset[str]] = frozenset()
     payment_schemes: ClassVar[frozenset[str]] = frozenset()  # creditor account schemes (uk_sort_code, iban, wallet)
+    end_to_end_id_max: ClassVar[int] = 35  # what the provider's payment schemes carry of the end-to-end id
 
     def validate_payment(self, data: PaymentInput) -> None:
         """Provider-specific rules for a new payment (reference rules, identification formats, …)."""

@@ -57,6 +57,8 @@ def payment_problems(data: PaymentInput) -> list[dict[str, str]]:
     if alphanumerics and len(set(alphanumerics)) == 1:
         errors.append(field_error("reference", f"{PROVIDER} refuses a reference of one repeated character"))
     account = data.creditor.account
+    if data.debtor_name is not None:
+        errors.append(field_error("debtor_name", f"{PROVIDER} takes the payer's name from the payer's bank"))
     if data.institution_id is not None:
         errors.append(field_error("institution_id", f"{PROVIDER} is itself the payer's bank; name no institution"))
     if account.scheme == "wallet" and not _WALLET.fullmatch(account.wallet_id or ""):

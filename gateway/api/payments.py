@@ -54,6 +54,8 @@ def _order(body: CreatePaymentRequest, end_to_end_id: str) -> dict:
     order = {"creditor": creditor, "reference": body.reference, "end_to_end_id": end_to_end_id}
     if body.institution_id is not None:
         order["institution_id"] = body.institution_id
+    if body.debtor_name is not None:
+        order["debtor_name"] = body.debtor_name
     if body.debtor_account is not None:
         order["debtor_account"] = _plain_account(body.debtor_account)
     return order
@@ -84,13 +86,13 @@ async def create_payment(request: web.Request) -> web.Response:
     claim = request[CLAIM]
     # Everything sent upstream is derived from the caller's key, so a retry is byte-for-byte the same request.
     key = upstream_key(state.id_key, caller.tenant, claim.key, "payment")
-    end_to_end_id = body.end_to_end_id or f"E2E{key[:28]}"
+    end_to_end_id = body.end_to_end_id or f"E2E{key[:adapter.end_to_end_id_max - 3]}"
     data = PaymentInput(
         type=body.type, amount=body.amount.value, currency=body.amount.currency,
         creditor=_creditor(body), reference=body.reference, end_to_end_id=end_to_end_id,
         instruction_id=key[:35], redirect_uri=body.redirect_uri,
         debtor_account=body.debtor_account.to_account() if body.debtor_account else None, idempotency_key=key,
-        institution_id=body.institution_id)
+        institution_id=body.institution_id, debtor_name=body.debtor_name)
     service.check_provider_rules(adapter, data)
     now = utcnow()
     record = PaymentRecord(

@@ -83,6 +83,7 @@ class Payment:
     status_reason: str | None = None
     customer_id: str | None = None
     institution_id: str | None = None  # the payer's bank, where the provider is a hub of many (ob-connect)
+    debtor_name: str | None = None
     live: bool = False  # moves real money (an environment marked live)
     history: tuple[PaymentTransition, ...] = ()
 

@@ -34,6 +34,9 @@ def check_provider_rules(adapter: Adapter, data: PaymentInput) -> None:
     if data.creditor.account.scheme not in adapter.payment_schemes:
         errors.append(field_error("creditor.account.scheme", f"{adapter.provider_id} pays to "
                                                              f"{', '.join(sorted(adapter.payment_schemes))} accounts"))
+    if len(data.end_to_end_id) > adapter.end_to_end_id_max:
+        errors.append(field_error("end_to_end_id", f"{adapter.provider_id} carries at most "
+                                                   f"{adapter.end_to_end_id_max} characters"))
     if data.debtor_account is not None and data.debtor_account.scheme not in adapter.payment_schemes:
         errors.append(field_error("debtor_account.scheme", f"{adapter.provider_id} takes "
                                                            f"{', '.join(sorted(adapter.payment_schemes))} accounts"))
@@ -117,7 +120,7 @@ def payment_view(record: PaymentRecord, history: list[PaymentTransition]) -> dic
         redirect_uri=record.redirect_uri, authorisation_url=record.authorisation_url,
         consent_ref=record.consent_ref, provider_ref=record.provider_ref, upstream_status=record.upstream_status,
         status_reason=record.status_reason, customer_id=record.customer_id, live=record.live,
-        institution_id=order.get("institution_id"),
+        institution_id=order.get("institution_id"), debtor_name=order.get("debtor_name"),
         history=tuple(history),
     ))
 

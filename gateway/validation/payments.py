@@ -168,6 +168,8 @@ class CreatePaymentRequest:
     debtor_account: AccountRequest | None = None
     end_to_end_id: str | None = attrs.field(default=None, validator=_optional(_identification))
     customer_id: str | None = attrs.field(default=None, validator=_optional(_text(4, 64)))
+    # The payer's name, where the scheme carries it (SEPA credit transfers through ob-connect need it).
+    debtor_name: str | None = attrs.field(default=None, validator=_optional(_text(1, 70)))
     # The payer's bank, for providers that reach many (see GET /v1/institutions).
     institution_id: str | None = attrs.field(default=None, validator=_optional(_text(1, 64)))
 

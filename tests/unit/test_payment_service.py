@@ -279,6 +279,7 @@ class StripeLike:
     payment_types = StripeUKAdapter.payment_types
     payment_currencies = StripeUKAdapter.payment_currencies
     payment_schemes = StripeUKAdapter.payment_schemes
+    end_to_end_id_max = StripeUKAdapter.end_to_end_id_max
 
     def __init__(self) -> None:
         self.validated: list[PaymentInput] = []
@@ -389,7 +390,7 @@ def test_payment_view_shape():
         "reference": "INV-123456", "end_to_end_id": "E2E-0001", "created_at": T0, "updated_at": NOW,
         "debtor_account": None, "redirect_uri": "https://app.example.com/cb", "authorisation_url": "https://bank/auth",
         "consent_ref": "pcon-1", "provider_ref": "pmt-1", "upstream_status": "Pending", "status_reason": "sent",
-        "customer_id": "cus_1", "institution_id": None, "live": True,
+        "customer_id": "cus_1", "institution_id": None, "debtor_name": None, "live": True,
         "history": [
             {"status": "awaiting_authorisation", "at": T0, "previous": None,
              "upstream_status": "AwaitingAuthorisation", "reason": "payment consent created"},
