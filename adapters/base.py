@@ -47,6 +47,7 @@ PROVIDERS: dict[str, str] = {
     "mastercard-au": "adapters.mastercard_au.adapter:MastercardAUAdapter",
     "stripe-uk": "adapters.stripe_uk.adapter:StripeUKAdapter",
     "thredd": "adapters.thredd.adapter:ThreddAdapter",
+    "ob-connect": "adapters.ob_connect.adapter:ObConnectAdapter",
 }
 
 # Every operation an adapter may implement, in the order the capability matrix shows them.

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from typing import Callable
 
-PREFIXES = frozenset({"cus", "con", "acc", "txn", "pay", "rep", "evt", "sub", "app"})
+PREFIXES = frozenset({"cus", "con", "acc", "txn", "sto", "pay", "rep", "evt", "sub", "app"})
 
 
 def _b32(raw: bytes) -> str:

@@ -45,6 +45,7 @@ def make_config(tmp_path: Path) -> Callable[..., GatewayConfig]:
             adapter["sandbox_port"] = 0
         # Simulated payments settle in a fraction of a second, not the seconds a person watching `make run` gets.
         raw["adapters"]["stripe-uk"]["sandbox_payment_timeline"] = [0.05, 0.15]
+        raw["adapters"]["ob-connect"]["sandbox_payment_timeline"] = [0.05, 0.1, 0.15]
         return parse_config(_merge(raw, patch or {}), source="test")
 
     return build

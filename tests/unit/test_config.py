@@ -1,6 +1,7 @@
 """Environment files: every problem reported with its key path; secrets only from variables or files outside local."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,12 @@ PROD_ENV = {
     "OB_SIGNING_KEY_FILE": "/etc/gateway/signing.key",
     "OB_SIGNING_KID": "kid-1",
     "STRIPE_UK_REDIRECT_URI": "https://app.fintech.example/ob/callback",
+    "OB_CONNECT_CONSUMER_KEY": "prod-consumer-key!0123456789",
+    "OB_CONNECT_SIGNING_KEY_P12": "/etc/gateway/ob-connect.p12",
+    "OB_CONNECT_SIGNING_KEY_PASSWORD": "prod-p12-password",
+    "OB_CONNECT_MERCHANT_ID": "merchant-1",
+    "OB_CONNECT_MERCHANT_NAME": "Fintech Ltd",
+    "OB_CONNECT_REDIRECT_URI": "https://app.fintech.example/obc/callback",
 }
 
 
@@ -80,14 +87,14 @@ def test_every_problem_has_its_key_path() -> None:
     raw["adapters"]["nowhere-bank"] = {}
     raw["callers"][0]["scopes"] = ["ais:read", "root"]
     raw["callers"][1]["key_sha256"] = "not-a-hash"
-    raw["regions"]["EU"] = "ob-connect"
+    raw["regions"]["XX"] = "not-configured"
     raw["unexpected"] = True
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     text = "\n".join(err.value.problems)
     for expected in ("server.port", "server: extra fields found (colour)", "adapters.mastercard-us.timeouts.total",
                      "adapters.mastercard-us: extra fields found (surprise)", "adapters.nowhere-bank: unknown provider",
-                     "callers[0].scopes: unknown scope 'root'", "callers[1].key_sha256", "regions.EU",
+                     "callers[0].scopes: unknown scope 'root'", "callers[1].key_sha256", "regions.XX",
                      "unexpected: unknown key"):
         assert expected in text, f"{expected!r} not in:\n{text}"
 
@@ -119,6 +126,43 @@ def test_embedded_simulator_refused_in_production(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path, environ=PROD_ENV)
     assert any("embedded simulator is not allowed" in p for p in err.value.problems)
+
+
+OB_CONNECT_URLS = {
+    "sandbox": ("https://sandbox.api.mastercard.com/openbanking/connect/api", False),
+    "preprod": ("https://api.mastercard.com/openbanking/connect/preprod/api", True),
+    "production": ("https://api.mastercard.com/openbanking/connect/api", False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OB_CONNECT_URLS))
+def test_ob_connect_points_at_its_documented_environment(name: str) -> None:
+    config = load_config(ROOT / "config" / f"{name}.toml", environ=PROD_ENV)
+    adapter = config.adapters["ob-connect"]
+    url, live = OB_CONNECT_URLS[name]
+    assert adapter.base_url == url and adapter.settings.live is live
+    assert adapter.settings.signing_key_password.reveal() == "prod-p12-password"
+
+
+def test_local_points_ob_connect_at_its_simulator() -> None:
+    adapter = load_config(ROOT / "config" / "local.toml", environ={}).adapters["ob-connect"]
+    assert adapter.embedded and adapter.settings.local_material and not adapter.settings.live
+
+
+@pytest.mark.parametrize("name", ENV_FILES)
+def test_check_config_accepts_every_environment_file(name: str) -> None:
+    env = None if name == "local" else {**os.environ, **PROD_ENV}
+    result = _cli("check-config", str(ROOT / "config" / f"{name}.toml"), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok (environment {name}" in result.stdout and "ob-connect" in result.stdout
+
+
+def test_check_config_names_a_missing_ob_connect_secret() -> None:
+    env = {k: v for k, v in {**os.environ, **PROD_ENV}.items() if k != "OB_CONNECT_SIGNING_KEY_PASSWORD"}
+    result = _cli("check-config", str(ROOT / "config" / "production.toml"), env=env)
+    assert result.returncode == 1
+    assert "adapters.ob-connect.signing_key_password: environment variable OB_CONNECT_SIGNING_KEY_PASSWORD" \
+        in result.stdout
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
