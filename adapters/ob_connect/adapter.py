@@ -34,7 +34,9 @@ from adapters.base import (
 from adapters.ob_connect import translate as obc
 from adapters.ob_connect.client import HubClient
 from adapters.ob_connect.settings import ObConnectSettings, load_material
-from gateway.errors import ConsentEndedUpstream, InstitutionNotSupported, ProviderBadResponse, ValidationFailed
+from gateway.errors import (
+    ConsentEndedUpstream, GatewayError, InstitutionNotSupported, ProviderBadResponse, ValidationFailed,
+)
 from gateway.models import ConnectLink, ConsentStatus, Institution, Page, Transaction
 from gateway.models.payments import PaymentStatus
 from gateway.models.time import utcnow
@@ -103,16 +105,31 @@ class ObConnectAdapter(Adapter):
     def health(self) -> dict[str, Any]:
         return self.upstream.health()
 
+    async def start(self) -> None:
+        """Read the hub's banks once at start, so the licence and capability checks of the first requests need no
+        call to the hub (a hub that is down now is read again on first use)."""
+        try:
+            await self.aspsps()
+        except GatewayError as exc:
+            log.warning("aspsps_not_loaded", provider=self.provider_id, error=exc.detail)
+
     # --- banks ------------------------------------------------------------------------------------------------------
     async def aspsps(self, ctx: CallContext | None = None) -> dict[str, dict[str, Any]]:
-        """The hub's banks by id, with their capabilities, read at most every `aspsp_cache_seconds`."""
+        """The hub's banks by id, with their capabilities, read again every `aspsp_cache_seconds`. When the hub
+        cannot be read, the list held keeps serving (banks change rarely) and the failure is logged."""
         fresh = time.monotonic() - self._aspsps_at < self.settings.aspsp_cache_seconds
         if self._aspsps is None or not fresh:
             from gateway.api.middleware import new_request_id
 
             context = ctx or CallContext(request_id=new_request_id(), tenant="", id_key=b"")
-            body = await self.hub.post(context, "/accounts/aspsps", {"returnAdditionalData": ["capabilities"]},
-                                       operation="list_aspsps")
+            try:
+                body = await self.hub.post(context, "/accounts/aspsps", {"returnAdditionalData": ["capabilities"]},
+                                           operation="list_aspsps")
+            except GatewayError as exc:
+                if self._aspsps is None:
+                    raise
+                log.warning("aspsps_stale", provider=self.provider_id, error=exc.detail)
+                return self._aspsps
             self._aspsps = {str(row.get("id")): row for row in obc.institutions(body)}
             self._aspsps_at = time.monotonic()
         return self._aspsps
@@ -186,15 +203,20 @@ class ObConnectAdapter(Adapter):
                                  reason=f"the end user or the bank refused ({result['error']})")
         answer = await self.hub.post(ctx, "/accounts/consents/authorizations", {"authorization": urlencode(result)},
                                      operation="complete_consent",
-                                     request_info={"aspspId": consent.upstream.get("aspsp_id")})
+                                     request_info={"aspspId": consent.upstream.get("aspsp_id"),
+                                                   "tppRedirectURI": consent.redirect_uri})
         consent_id = answer.get("consentId") if isinstance(answer, dict) else None
         if not isinstance(consent_id, str):
             raise ProviderBadResponse(f"{self.provider_id} authorised a consent without a consentId")
         return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=consent_id, expires_at=consent.expires_at,
                              upstream={"consent_id": consent_id})
 
-    def _data_info(self, consent: ConsentRecord) -> dict[str, Any]:
-        return {"aspspId": consent.upstream.get("aspsp_id"), "consentId": consent.provider_ref}
+    @staticmethod
+    def _data_info(consent: ConsentRecord) -> dict[str, Any]:
+        info = {"aspspId": consent.upstream.get("aspsp_id"), "consentId": consent.provider_ref}
+        if consent.redirect_uri:
+            info["tppRedirectURI"] = consent.redirect_uri
+        return info
 
     async def get_raw_consent(self, ctx: CallContext, consent: ConsentRecord) -> dict[str, Any]:
         answer = await self.hub.post(ctx, "/accounts/consents/raw", {}, operation="get_raw_consent",
@@ -222,7 +244,9 @@ class ObConnectAdapter(Adapter):
 
     async def revoke_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None) -> None:
         await self.hub.post(ctx, "/accounts/consents/delete", {"consentId": consent.provider_ref},
-                            operation="revoke_consent", request_info={"aspspId": consent.upstream.get("aspsp_id")})
+                            operation="revoke_consent",
+                            request_info={"aspspId": consent.upstream.get("aspsp_id"),
+                                          "tppRedirectURI": consent.redirect_uri})
 
     # --- account information -------------------------------------------------------------------------------------
     async def _read(self, ctx: CallContext, consent: ConsentRecord, path: str, operation: str,
@@ -358,6 +382,7 @@ class ObConnectAdapter(Adapter):
     async def submit_payment(self, ctx: CallContext, payment: PaymentRecord) -> PaymentUpdate:
         answer = await self.hub.post(ctx, self._path(payment), {}, operation="submit_payment",
                                      request_info={"aspspId": payment.upstream.get("aspsp_id"),
+                                                   "tppRedirectURI": payment.redirect_uri,
                                                    "authorization": self._authorization(payment)})
         payment_id, consent_id, iso, status = obc.transfer(answer)
         return PaymentUpdate(status=status, upstream_status=iso, provider_ref=payment_id,
@@ -368,6 +393,7 @@ class ObConnectAdapter(Adapter):
             answer = await self.hub.post(ctx, self._path(payment, "/payment-status"), {"paymentId": payment.provider_ref},
                                          operation="get_payment",
                                          request_info={"aspspId": payment.upstream.get("aspsp_id"),
+                                                       "tppRedirectURI": payment.redirect_uri,
                                                        "consentId": payment.upstream["hub_consent_id"]})
             iso, status, reason_code = obc.payment_status(answer)
             reason = f"the bank says {iso}" + (f" ({reason_code})" if reason_code else "")
