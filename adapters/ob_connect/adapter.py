@@ -148,7 +148,8 @@ class ObConnectAdapter(Adapter):
 
     @staticmethod
     def _offers(row: dict[str, Any], capability: str) -> bool:
-        return bool((row.get("capabilities") or {}).get(capability))
+        capabilities = row.get("capabilities")
+        return isinstance(capabilities, dict) and bool(capabilities.get(capability))
 
     async def list_institutions(self, ctx: CallContext, query: InstitutionQuery) -> Page[Institution]:
         rows = [obc.institution(row) for row in (await self.aspsps(ctx)).values()]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.base import PaymentInput
+from gateway.connectivity.fapi import AuthorisationRefused
 from gateway.errors import (
     AccountUnavailable,
     ConsentEndedUpstream,
@@ -94,6 +95,8 @@ def institution(row: dict[str, Any]) -> Institution:
     except KeyError:
         raise _bad("an ASPSP without id, name or country") from None
     capabilities = row.get("capabilities") or {}
+    if not isinstance(capabilities, dict):
+        raise _bad("an ASPSP whose capabilities are not an object")
     services = set(row.get("aspspServices") or ())
     offered = tuple(sorted(canonical for key, canonical in _CAPABILITY_NAMES.items() if capabilities.get(key)))
     if not capabilities:  # no capability detail: the services say as much as is known
@@ -107,6 +110,15 @@ def institutions(body: Any) -> list[dict[str, Any]]:
 
 
 # --- accounts -------------------------------------------------------------------------------------------------------
+def _date(value: Any, what: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise _bad(f"{what} that is not a date ({value!r})") from None
+
+
 def _mask(number: str) -> str:
     return "•••• " + number[-4:] if len(number) > 4 else number
 
@@ -187,7 +199,7 @@ def transactions(body: Any, *, account_id: str, ids: IdMinter, include_pending: 
             ids.derive("txn", f"{account_id}\x00{ref}"), account_id, ref,
             _money(row.get("transactionAmount"), signed_by=row.get("creditDebitIndicator")), status, str(description),
             booked if status is TransactionStatus.BOOKED else None,
-            date.fromisoformat(value_date) if isinstance(value_date, str) else (booked.date() if booked else None),
+            _date(value_date, "a valueDate") if value_date is not None else (booked.date() if booked else None),
             row.get("transactionType"), None, None))
     return out
 
@@ -208,8 +220,7 @@ def standing_orders(body: Any, *, account_id: str, ids: IdMinter) -> list[Standi
         recipient = row.get("recipientAccount") or {}
 
         def when(key: str) -> date | None:
-            value = (row.get(key) or {}).get("date")
-            return date.fromisoformat(value) if isinstance(value, str) else None
+            return _date((row.get(key) or {}).get("date"), f"a standing order's {key} date")
 
         out.append(StandingOrder(
             id=ids.derive("sto", f"{account_id}\x00{ref}"), account_id=account_id, provider_ref=ref,
@@ -265,7 +276,8 @@ def payment_body(data: PaymentInput, *, country: str) -> dict[str, Any]:
         "creditorName": creditor.name,
         "remittanceInformationUnstructured": data.reference,
     }
-    address = _address(creditor)
+    address = _address(creditor) if data.type != "domestic" else None  # optional for domestic, and the hub's
+    # domestic address needs a building number the canonical address does not carry: not sent
     if data.type == "domestic":
         body["creditorAccount"] = _domestic_number(account, country)
         if country == "GB":
@@ -358,21 +370,26 @@ def error_from_response(status: int, body: Any, *, retry_after: float | None) ->
                                            "operator must check the signing key and consumer key.", **kwargs)
     elif code in ("CONSENT_NOT_FOUND", "CONSENT_EXPIRED", "CONSENT_INVALID"):
         error = ConsentEndedUpstream(f"{PROVIDER} no longer accepts this consent{said}; a new consent is needed.",
-                                     **kwargs)
+                                     consent_status="expired" if code == "CONSENT_EXPIRED" else "revoked", **kwargs)
     elif code == "PERMISSION_DENIED":
         error = ConsentNotActive(f"the consent does not allow this{said}.", **kwargs)
     elif code == "ACCOUNT_NOT_FOUND":
         error = AccountUnavailable(f"the bank no longer shows this account under the consent{said}.", **kwargs)
     elif code in ("ASPSP_NOT_FOUND", "SERVICE_NOT_SUPPORTED"):
         error = InstitutionNotSupported(f"the bank does not offer this through {PROVIDER}{said}.", **kwargs)
+    elif code == "AUTHORIZATION_INVALID":
+        error = AuthorisationRefused(f"redirect_result: the bank does not accept it as this consent's "
+                                     f"authorisation{said}", errors=[{"location": "body", "field": "redirect_result",
+                                                                      "message": "not accepted by the bank"}],
+                                     **kwargs)
     elif code == "PAYMENT_NOT_FOUND":
         error = NotFound(f"{PROVIDER} does not know this payment{said}.", **kwargs)
     elif code == "INVALID_PAYMENT":
         error = ProviderRejected(f"the bank refused the payment{said}; retrying it unchanged will not help.",
                                  **kwargs)
-    elif code == "INVALID_REQUEST":
-        error = GatewayRequestRejected(f"{PROVIDER} found the gateway's request malformed{said}. This is a gateway "
-                                       "defect; retrying will not help.", **kwargs)
+    elif code in ("INVALID_REQUEST", "NOT_FOUND", "METHOD_NOT_ALLOWED") or status in (404, 405):
+        error = GatewayRequestRejected(f"{PROVIDER} found the gateway's request malformed (HTTP {status}){said}. "
+                                       "This is a gateway defect; retrying will not help.", **kwargs)
     else:
         error = ProviderRejected(f"{PROVIDER} refused the request (HTTP {status}){said}.", **kwargs)
     if recoverable is not None:
