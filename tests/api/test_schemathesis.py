@@ -8,7 +8,8 @@ documented status, Content-Type, headers and body.
 
 Random ids only ever reach "not found", so real customers, consents and accounts are created first, and most
 valid cases use them: that way the account operations really call the simulated provider and their answers are
-checked too. Bugs found this way are pinned by the regression tests at the end.
+checked too (the operations only ob-connect offers, standing orders and the raw consent, get an ob-connect consent
+and its accounts). Bugs found this way are pinned by the regression tests at the end.
 """
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ class KnownIds:
     consent, which the run never names, so they stay readable throughout. Both payments start `authorised` at
     stripe-uk: `payment_id` may be submitted during the run (complete, submit), `funds_payment_id` is only ever
     read by the funds confirmation, which so meets an authorised payment whatever the order of the operations.
+    The ob-connect consent (with `standing_orders`) and its accounts serve the operations only ob-connect offers.
     """
 
     customer_id: str
@@ -102,12 +104,20 @@ class KnownIds:
     login_ref: str
     payment_id: str
     funds_payment_id: str
+    # ob-connect resources, for the operations only it offers (standing orders, the raw consent)
+    ob_consent_id: str
+    ob_accounts: tuple[str, ...]
 
     def for_path(self, operation_path: str, name: str, generated: str) -> str | None:
         """The real id to use instead of a generated one, chosen by the generated value (so deterministic)."""
         pick = zlib.crc32(generated.encode())
         if pick % 4 == 0:
             return None  # keep one in four random ids: they must answer 404
+        if operation_path.endswith(OB_ONLY_SUFFIXES):
+            if name == "account_id":
+                return self.ob_accounts[pick % len(self.ob_accounts)]
+            if name == "consent_id":
+                return self.ob_consent_id
         if name == "account_id":
             return self.accounts[pick % len(self.accounts)][0]
         if name == "payment_id":
@@ -121,6 +131,8 @@ class KnownIds:
 
 AU = "mastercard-au"
 AU_ONLY_PATHS = ("/consumer", "/consent-dashboard", "/institution-logins/")
+OB = "ob-connect"
+OB_ONLY_SUFFIXES = ("/standing-orders", "/raw")
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +162,10 @@ def _call(method: str, url: str, expect: int, headers: dict[str, str] | None = N
     return resp.json()
 
 
-def _authorised_consent(base_url: str, customer_id: str) -> dict[str, Any]:
+def _authorised_consent(base_url: str, customer_id: str | None, **terms: Any) -> dict[str, Any]:
+    order = {"customer_id": customer_id} if customer_id is not None else {}
     consent = _call("POST", f"{base_url}/v1/consents", 201,
-                    json={"customer_id": customer_id, "redirect_uri": "https://app.example.com/callback"})
+                    json={**order, "redirect_uri": "https://app.example.com/callback", **terms})
     approved = requests.post(consent["authorisation_url"], timeout=15, verify=False)  # the simulated end user approves
     assert approved.status_code == 200, approved.text[:500]
     done = _call("POST", f"{base_url}/v1/consents/{consent['id']}/complete", 200,
@@ -203,11 +216,17 @@ def known_ids(live_gateway: str) -> KnownIds:
     application = _call("POST", f"{live_gateway}/v1/applications", 201, json={
         "provider": AU, "access_model": "CDR_REPRESENTATIVE", "name": "Contract", "description": "Contract tests",
         "url": "https://contract.example.com", "image": "iVBORw0KGgo="})
+    bank = _call("GET", f"{live_gateway}/v1/institutions", 200, params={"provider": OB, "country": "GB"})["data"][0]
+    ob_consent = _authorised_consent(live_gateway, None, provider=OB, institution_id=bank["id"], permissions=[
+        "accounts", "balances", "transactions", "details", "owner", "standing_orders"])
+    ob_accounts = _call("GET", f"{live_gateway}/v1/accounts", 200, params={"consent_id": ob_consent["id"]})["data"]
+    assert ob_accounts, "the ob-connect simulator shares no accounts"
     return KnownIds(customer_id=customer_id, consent_id=consent_id, account_consent_id=account_consent_id,
                     accounts=tuple((a["id"], a["type"]) for a in accounts), au_customer_id=au_customer_id,
                     au_consent_id=au_consent["id"], report_id=report["id"], application_id=application["id"],
                     login_ref=au_consent["terms"]["institutions"][0]["login_ref"],
-                    payment_id=_authorised_payment(live_gateway), funds_payment_id=_authorised_payment(live_gateway))
+                    payment_id=_authorised_payment(live_gateway), funds_payment_id=_authorised_payment(live_gateway),
+                    ob_consent_id=ob_consent["id"], ob_accounts=tuple(a["id"] for a in ob_accounts))
 
 
 def _use_known_ids(case: schemathesis.Case, ids: KnownIds) -> None:
