@@ -148,8 +148,14 @@ class ObConnectAdapter(Adapter):
 
     @staticmethod
     def _offers(row: dict[str, Any], capability: str) -> bool:
+        """Whether a bank offers a capability: from its capability detail, or, where the hub gives none, from its
+        services (AIS; PIS meaning every payment type), as `GET /v1/institutions` shows it."""
         capabilities = row.get("capabilities")
-        return isinstance(capabilities, dict) and bool(capabilities.get(capability))
+        if isinstance(capabilities, dict) and capabilities:
+            return bool(capabilities.get(capability))
+        services = set(row.get("aspspServices") or ())
+        return "AIS" in services if capability == "obtain_ais_consent" else \
+            "PIS" in services and capability in obc.PAYMENT_CAPABILITIES.values()
 
     async def list_institutions(self, ctx: CallContext, query: InstitutionQuery) -> Page[Institution]:
         rows = [obc.institution(row) for row in (await self.aspsps(ctx)).values()]
@@ -237,8 +243,7 @@ class ObConnectAdapter(Adapter):
         try:
             raw = await self.get_raw_consent(ctx, consent)
         except ConsentEndedUpstream as exc:
-            return ConsentUpdate(status=ConsentStatus.REVOKED if exc.provider_code == "CONSENT_INVALID"
-                                 else ConsentStatus.EXPIRED, reason=exc.detail)
+            return ConsentUpdate(status=ConsentStatus(exc.consent_status), reason=exc.detail)
         status = str(raw.get("consentStatus", ""))
         return ConsentUpdate(status=_CONSENT_STATUSES.get(status, ConsentStatus.REVOKED), provider_ref=consent.provider_ref,
                              reason=f"the bank says {status}")
@@ -332,6 +337,14 @@ class ObConnectAdapter(Adapter):
                 errors.append(field_error("creditor.account.bic", "cross-border payments need the creditor's BIC"))
             if data.debtor_account is None:
                 errors.append(field_error("debtor_account", "cross-border payments name the payer's account"))
+        debtor = data.debtor_account
+        if debtor is not None and data.type == "sepa" and debtor.scheme != "iban":
+            errors.append(field_error("debtor_account.scheme", "SEPA credit transfers are paid from an IBAN"))
+        if debtor is not None and data.type == "domestic" and data.currency in ("GBP", "PLN"):
+            wanted = dict(_DOMESTIC.values())[data.currency]
+            if debtor.scheme != wanted:
+                errors.append(field_error("debtor_account.scheme", f"domestic {data.currency} payments are paid "
+                                                                   f"from a {wanted} account"))
         if len(data.reference) > 140:
             errors.append(field_error("reference", "at most 140 characters"))
         if errors:

@@ -20,6 +20,7 @@ from gateway.api.cursor import newest_first_cursor, newest_first_position
 from gateway.api.idempotency import CLAIM
 from gateway.api.render import json_response
 from gateway.api.state import PROVIDER, GatewayState
+from gateway.connectivity.fapi import AuthorisationRefused
 from gateway.errors import (
     Conflict,
     NotFound,
@@ -241,6 +242,16 @@ async def _submit(request: web.Request, state: GatewayState, caller: Caller, ada
         raise Conflict("the payment changed while submitting; fetch it again")
     try:
         update = await adapter.submit_payment(context(request, caller), record)
+    except AuthorisationRefused:
+        # The bank did not accept the authorisation it was given (checked only now, at hubs): nothing was paid.
+        # Forget it, so the payer's genuine redirect can still complete the payment.
+        now = utcnow()
+        moves = service.apply_update(record, PaymentUpdate(
+            status=PaymentStatus.AWAITING_AUTHORISATION, upstream={"authorization": None, "tokens": None},
+            reason="the bank refused the authorisation given; complete the payment with the payer's redirect"), now)
+        service.schedule(record, state.config.payments, now)
+        await service.save(state.store, state.metrics, record, moves)
+        raise
     except _OUTCOME_LOST as exc:
         update = PaymentUpdate(status=PaymentStatus.UNKNOWN,
                                reason=f"the submission's outcome was not learned ({exc.code}); the gateway is asking "

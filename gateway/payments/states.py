@@ -3,6 +3,7 @@
     awaiting_authorisation → authorised → submitted → pending → completed
                  ↘ rejected / cancelled / expired      ↘ rejected / cancelled
     authorised → unknown (the submission's outcome was lost) → whatever the bank then says
+    authorised → awaiting_authorisation (the bank refused the authorisation when the payment was submitted)
 
 A transition not in `ALLOWED` is refused with `IllegalTransition`, so a late or out-of-order upstream answer (a
 "Pending" read after "AcceptedSettlementCompleted") can never move a payment backwards. Statuses may skip ahead
@@ -18,7 +19,10 @@ from gateway.models.payments import PaymentTransition
 
 ALLOWED: dict[S, frozenset[S]] = {
     S.AWAITING_AUTHORISATION: frozenset({S.AUTHORISED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
-    S.AUTHORISED: frozenset({S.SUBMITTED, S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}),
+    # authorised → awaiting_authorisation: the bank refused the authorisation the gateway was given (it is only
+    # checked when the payment is submitted, at hubs such as ob-connect); the payer's real one may still come.
+    S.AUTHORISED: frozenset({S.AWAITING_AUTHORISATION, S.SUBMITTED, S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED,
+                             S.EXPIRED, S.UNKNOWN}),
     # unknown → authorised: the bank shows the consent still unused, so the submission never took effect.
     S.UNKNOWN: frozenset({S.AUTHORISED, S.SUBMITTED, S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
     S.SUBMITTED: frozenset({S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED}),

@@ -57,7 +57,8 @@ def test_serve_starts_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert body == {"status": "ready", "checks": {"store": "ok"}}
         status, providers = _get(f"http://127.0.0.1:{port}/v1/providers", DEV)
-        assert status == 200 and {p["id"] for p in providers["data"]} == {"mastercard-us", "mastercard-au", "stripe-uk", "thredd"}
+        assert status == 200 and {p["id"] for p in providers["data"]} == {"mastercard-us", "mastercard-au", "stripe-uk", "thredd",
+                                                                       "ob-connect"}
         assert _get(f"http://127.0.0.1:{port}/v1/providers")[0] == 401
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

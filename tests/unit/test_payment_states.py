@@ -20,7 +20,8 @@ FINAL = (S.COMPLETED, S.REJECTED, S.CANCELLED, S.EXPIRED)
 # The table as the module's docstring draws it, written out independently.
 EXPECTED = {
     S.AWAITING_AUTHORISATION: {S.AUTHORISED, S.REJECTED, S.CANCELLED, S.EXPIRED},
-    S.AUTHORISED: {S.SUBMITTED, S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN},
+    S.AUTHORISED: {S.AWAITING_AUTHORISATION, S.SUBMITTED, S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED,
+                   S.EXPIRED, S.UNKNOWN},
     S.UNKNOWN: {S.AUTHORISED, S.SUBMITTED, S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED, S.EXPIRED},
     S.SUBMITTED: {S.PENDING, S.COMPLETED, S.REJECTED, S.CANCELLED},
     S.PENDING: {S.COMPLETED, S.REJECTED, S.CANCELLED},
@@ -76,8 +77,8 @@ def test_only_the_four_final_statuses_are_final():
     assert all(ALLOWED[s] for s in S if not s.is_final)
 
 
-def test_nothing_leads_back_to_awaiting_authorisation():
-    assert not any(can_move(s, S.AWAITING_AUTHORISATION) for s in S)
+def test_only_a_refused_authorisation_leads_back_to_awaiting_authorisation():
+    assert {s for s in S if can_move(s, S.AWAITING_AUTHORISATION)} == {S.AUTHORISED}
 
 
 def test_only_authorised_can_become_unknown():
