@@ -22,6 +22,9 @@ class ProviderKit:
     payment: dict[str, Any] | None = None  # a payment order it accepts (POST /v1/payments body, without provider)
 
 
+# ob-connect's Rheinufer Bank (DE): account information, SEPA and cross-border payments (UPSTREAM.md)
+OB_CONNECT_BANK = "2d5a7e23-1711-5059-8e3c-3a4471941b8c"
+
 KITS: dict[str, ProviderKit] = {
     "mastercard-us": ProviderKit(
         provider="mastercard-us",
@@ -53,5 +56,18 @@ KITS: dict[str, ProviderKit] = {
         customer=None,  # Thredd registers its customer when the consent is created
         end_user={"outcome": "approve"},
         payment_scheme="us_ach",
+    ),
+    "ob-connect": ProviderKit(
+        provider="ob-connect",
+        customer=None,  # the banks behind the hub know their own customers
+        consent={"institution_id": OB_CONNECT_BANK},  # the hub reaches many banks: a consent names one
+        end_user={"outcome": "approve"},
+        payment_scheme="iban",
+        payment={"type": "sepa", "institution_id": OB_CONNECT_BANK,
+                 "amount": {"amount": "12.34", "currency": "EUR"}, "debtor_name": "Alex Morgan",
+                 "creditor": {"name": "Contract Creditor GmbH",
+                              "account": {"scheme": "iban", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"},
+                              "address": {"country": "DE"}},
+                 "reference": "CONTRACT01", "redirect_uri": "https://app.example.com/cb"},
     ),
 }
