@@ -432,7 +432,7 @@ class Adapter:
         """The consent exactly as the provider holds it, for audit."""
         raise self._unsupported("get_raw_consent")
 
-    async def institution_country(self, institution_id: str) -> str | None:
+    async def institution_country(self, institution_id: str, ctx: CallContext | None = None) -> str | None:
         """The country of one of the provider's institutions, for the licence check (None: the provider's regions
         are what counts). Raise ValidationFailed for an institution the provider does not know."""
         return None

@@ -1,6 +1,7 @@
 """Shared fixtures: the gateway app on the local environment, with its simulators on ephemeral local ports."""
 from __future__ import annotations
 
+import errno
 import socket
 import tomllib
 from pathlib import Path
@@ -71,9 +72,16 @@ def unused_port() -> int:
 async def serve(aiohttp_client: Any, config: GatewayConfig) -> Any:
     """The app on a test server whose public URL is its real address, so simulators call back to it (webhook
     URLs given to providers at start, such as consent-notification subscriptions, are built from it)."""
-    port = unused_port()
-    config = attrs.evolve(config, server=attrs.evolve(config.server, public_url=f"http://127.0.0.1:{port}"))
-    return await aiohttp_client(create_app(config), server_kwargs={"port": port})
+    for attempt in range(5):
+        # The port is free when chosen, but another test may take it before the server binds: choose again.
+        port = unused_port()
+        chosen = attrs.evolve(config, server=attrs.evolve(config.server, public_url=f"http://127.0.0.1:{port}"))
+        try:
+            return await aiohttp_client(create_app(chosen), server_kwargs={"port": port})
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def sandbox_of(client: Any, provider: str) -> Any:

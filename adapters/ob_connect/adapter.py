@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -134,17 +134,18 @@ class ObConnectAdapter(Adapter):
             self._aspsps_at = time.monotonic()
         return self._aspsps
 
-    async def _aspsp(self, institution_id: str | None, field: str = "institution_id") -> dict[str, Any]:
+    async def _aspsp(self, institution_id: str | None, ctx: CallContext | None = None,
+                     field: str = "institution_id") -> dict[str, Any]:
         if not institution_id:
             raise _invalid([field_error(field, f"{self.provider_id} reaches many banks: name one "
                                                "(GET /v1/institutions?provider=ob-connect)")])
-        row = (await self.aspsps()).get(institution_id)
+        row = (await self.aspsps(ctx)).get(institution_id)
         if row is None:
             raise _invalid([field_error(field, f"{self.provider_id} has no bank {institution_id!r}")])
         return row
 
-    async def institution_country(self, institution_id: str) -> str | None:
-        return str((await self._aspsp(institution_id))["country"])
+    async def institution_country(self, institution_id: str, ctx: CallContext | None = None) -> str | None:
+        return str((await self._aspsp(institution_id, ctx))["country"])
 
     @staticmethod
     def _offers(row: dict[str, Any], capability: str) -> bool:
@@ -187,7 +188,7 @@ class ObConnectAdapter(Adapter):
 
     async def create_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None,
                              data: CreateConsentInput) -> ConnectLink:
-        bank = await self._aspsp(data.institution_id)
+        bank = await self._aspsp(data.institution_id, ctx)
         if not self._offers(bank, "obtain_ais_consent"):
             raise InstitutionNotSupported(f"{bank.get('name')} offers no account information through "
                                           f"{self.provider_id}")
@@ -351,7 +352,7 @@ class ObConnectAdapter(Adapter):
             raise _invalid(errors)
 
     async def create_payment(self, ctx: CallContext, payment: PaymentRecord, data: PaymentInput) -> PaymentLink:
-        bank = await self._aspsp(data.institution_id)
+        bank = await self._aspsp(data.institution_id, ctx)
         country = str(bank.get("country"))
         if not self._offers(bank, obc.PAYMENT_CAPABILITIES[data.type]):
             raise _invalid([field_error("institution_id", f"{bank.get('name')} offers no {data.type} payments "
@@ -413,7 +414,7 @@ class ObConnectAdapter(Adapter):
             reason = f"the bank says {iso}" + (f" ({reason_code})" if reason_code else "")
             return PaymentUpdate(status=status, upstream_status=iso, reason=reason)
         if payment.status in (PaymentStatus.UNKNOWN, PaymentStatus.AUTHORISED) and \
-                "submission_started_at" in payment.upstream:
+                payment.upstream.get("submission_started_at"):
             # The hub answers a repeated transfer of this consent with its one payment: a lookup, not a new payment.
             update = await self.submit_payment(ctx, payment)
             return PaymentUpdate(status=update.status, upstream_status=update.upstream_status,

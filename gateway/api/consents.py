@@ -108,7 +108,7 @@ async def create_consent(request: web.Request) -> web.Response:
     if missing:
         raise ValidationFailed("permissions: the provider offers no standing orders", errors=[
             {"location": "body", "field": "permissions", "message": f"{adapter.provider_id} offers no standing orders"}])
-    await require_licence(state.config.licence, adapter, "AISP", body.institution_id)
+    await require_licence(state.config.licence, adapter, "AISP", body.institution_id, context(request, caller))
     adapter.validate_consent(data, customer)
     now = utcnow()
     record = ConsentRecord(

@@ -23,6 +23,7 @@ from gateway.api.state import PROVIDER, GatewayState
 from gateway.connectivity.fapi import AuthorisationRefused
 from gateway.errors import (
     Conflict,
+    GatewayError,
     NotFound,
     ProviderBadResponse,
     ProviderTimeout,
@@ -77,7 +78,7 @@ async def create_payment(request: web.Request) -> web.Response:
     adapter = pick_adapter(state, caller, provider=body.provider, region=body.region)
     request[PROVIDER] = adapter.provider_id
     require_capability(adapter, "create_payment")
-    await require_licence(state.config.licence, adapter, "PISP", body.institution_id)
+    await require_licence(state.config.licence, adapter, "PISP", body.institution_id, context(request, caller))
     if body.customer_id is not None:
         customer = await state.store.get_customer(caller.tenant, body.customer_id)
         if customer is None or customer.provider != adapter.provider_id:
@@ -252,10 +253,18 @@ async def _submit(request: web.Request, state: GatewayState, caller: Caller, ada
         service.schedule(record, state.config.payments, now)
         await service.save(state.store, state.metrics, record, moves)
         raise
-    except _OUTCOME_LOST as exc:
-        update = PaymentUpdate(status=PaymentStatus.UNKNOWN,
-                               reason=f"the submission's outcome was not learned ({exc.code}); the gateway is asking "
-                                      f"{adapter.provider_id}")
+    except GatewayError as exc:
+        if isinstance(exc, _OUTCOME_LOST):
+            update = PaymentUpdate(status=PaymentStatus.UNKNOWN,
+                                   reason=f"the submission's outcome was not learned ({exc.code}); the gateway is "
+                                          f"asking {adapter.provider_id}")
+        else:
+            # Refused, rate limited or never sent: nothing happened at the bank. The attempt's mark goes, so the
+            # worker never takes this payment for one whose answer was lost.
+            record.upstream = {k: v for k, v in record.upstream.items() if k != "submission_started_at"}
+            record.updated_at = utcnow()
+            await service.save(state.store, state.metrics, record, [])
+            raise
     now = utcnow()
     moves = service.apply_update(record, update, now)
     record.check_attempts = 0

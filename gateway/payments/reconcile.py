@@ -106,7 +106,7 @@ class Reconciler:
                              previous=before.value, status=record.status.value,
                              upstream_status=record.upstream_status)
         horizon = record.created_at + timedelta(hours=self.config.reconcile_horizon_hours)
-        never_sent = record.status is PaymentStatus.AUTHORISED and "submission_started_at" not in record.upstream
+        never_sent = record.status is PaymentStatus.AUTHORISED and not record.upstream.get("submission_started_at")
         if now >= horizon and (record.status is PaymentStatus.AWAITING_AUTHORISATION or never_sent):
             what = "authorised" if record.status is PaymentStatus.AWAITING_AUTHORISATION else "submitted"
             moves += service.apply_update(record, PaymentUpdate(

@@ -4,7 +4,7 @@ any call for the operation itself; only the provider's cached list of banks may 
 """
 from __future__ import annotations
 
-from adapters.base import Adapter
+from adapters.base import Adapter, CallContext
 from gateway.config import LicenceConfig
 from gateway.errors import LicenceNotPermitted
 
@@ -12,7 +12,7 @@ WHAT = {"AISP": "account information", "PISP": "payment initiation"}
 
 
 async def require_licence(licence: LicenceConfig, adapter: Adapter, role: str,
-                          institution_id: str | None = None) -> None:
+                          institution_id: str | None = None, ctx: CallContext | None = None) -> None:
     if role not in licence.roles:
         raise LicenceNotPermitted(
             f"the gateway's licence has no {role} role, needed for {WHAT[role]} (it has: "
@@ -20,7 +20,7 @@ async def require_licence(licence: LicenceConfig, adapter: Adapter, role: str,
                                                                "message": f"{role} missing"}])
     if not licence.countries:
         return
-    country = await adapter.institution_country(institution_id) if institution_id else None
+    country = await adapter.institution_country(institution_id, ctx) if institution_id else None
     countries = {country} if country else set(adapter.regions)
     if not countries & set(licence.countries):
         where = f"the bank {institution_id} is in {country}" if country else \

@@ -475,11 +475,6 @@ async def test_requests_carry_request_info_and_an_oauth_signature_over_the_body(
     assert all(c.json()["requestInfo"]["merchant"]["id"] == settings.merchant_id for c in calls)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "adapter.py _aspsp() (used by institution_country() for the licence check and by create_consent / "
-    "create_payment) calls aspsps() without the request's CallContext, so a refresh of the list of banks made for "
-    "a caller's request is sent with a random xRequestId instead of the caller's X-Request-Id; "
-    "Adapter.institution_country() takes no context to pass on"))
 async def test_a_refresh_of_the_banks_made_for_a_request_carries_its_request_id(aiohttp_client, make_config):
     client = await serve(aiohttp_client, make_config({**FAST, "adapters": {OBC: {
         "sandbox_payment_timeline": TIMELINE, "aspsp_cache_seconds": 0}}}))

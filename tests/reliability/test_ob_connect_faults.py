@@ -259,12 +259,6 @@ async def test_a_rate_limited_transfer_still_ends_in_one_payment(gw):
     assert sandbox.payments_created == 1 and done["provider_ref"] in sandbox.payments
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "adapter.py get_payment repeats the transfer for an AUTHORISED payment carrying submission_started_at (meant "
-    "for a process that died mid-call), and gateway/api/payments.py _submit leaves that mark after a refusal that "
-    "changed nothing (429): the reconciliation worker, which 'never submits anything' (reconcile.py), then "
-    "presents the transfer again at its own backoff, ignoring the hub's Retry-After, and submits the payment the "
-    "caller was told was not submitted"))
 async def test_a_rate_limited_transfer_is_left_to_the_caller(gw):
     sandbox = sandbox_of(gw, OBC)
     payment = await authorised_payment(gw)

@@ -231,7 +231,7 @@ class Hub:
     provider_id = "hub"
     regions = frozenset({"GB", "DE", "PL"})
 
-    async def institution_country(self, institution_id: str) -> str | None:
+    async def institution_country(self, institution_id: str, ctx: Any = None) -> str | None:
         return {"bank-de": "DE", "bank-pl": "PL"}.get(institution_id)
 
 
@@ -239,7 +239,7 @@ class Single:
     provider_id = "stripe-uk"
     regions = StripeUKAdapter.regions
 
-    async def institution_country(self, institution_id: str) -> str | None:
+    async def institution_country(self, institution_id: str, ctx: Any = None) -> str | None:
         return None
 
 
