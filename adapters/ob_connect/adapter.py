@@ -34,6 +34,7 @@ from adapters.base import (
 from adapters.ob_connect import translate as obc
 from adapters.ob_connect.client import HubClient
 from adapters.ob_connect.settings import ObConnectSettings, load_material
+from gateway.connectivity.fapi import AuthorisationRefused
 from gateway.errors import (
     ConsentEndedUpstream, GatewayError, InstitutionNotSupported, ProviderBadResponse, ValidationFailed,
 )
@@ -216,6 +217,9 @@ class ObConnectAdapter(Adapter):
         consent_id = answer.get("consentId") if isinstance(answer, dict) else None
         if not isinstance(consent_id, str):
             raise ProviderBadResponse(f"{self.provider_id} authorised a consent without a consentId")
+        if answer.get("consentRequestId") not in (None, consent.upstream.get("consent_request_id")):
+            raise AuthorisationRefused("redirect_result: it authorised another consent, not this one", errors=[
+                {"location": "body", "field": "redirect_result", "message": "the authorisation of another consent"}])
         return ConsentUpdate(status=ConsentStatus.AUTHORISED, provider_ref=consent_id, expires_at=consent.expires_at,
                              upstream={"consent_id": consent_id})
 
@@ -395,11 +399,11 @@ class ObConnectAdapter(Adapter):
         return f"/payments/{obc.PAYMENT_PATHS[payment.type]}-credit-transfers{suffix}"
 
     async def submit_payment(self, ctx: CallContext, payment: PaymentRecord) -> PaymentUpdate:
-        answer = await self.hub.post(ctx, self._path(payment), {}, operation="submit_payment",
+        answer = await self.hub.post(ctx, self._path(payment), {}, operation="submit_payment", effect=True,
                                      request_info={"aspspId": payment.upstream.get("aspsp_id"),
                                                    "tppRedirectURI": payment.redirect_uri,
                                                    "authorization": self._authorization(payment)})
-        payment_id, consent_id, iso, status = obc.transfer(answer)
+        payment_id, consent_id, iso, status = obc.transfer(answer, consent_request_id=payment.consent_ref)
         return PaymentUpdate(status=status, upstream_status=iso, provider_ref=payment_id,
                              reason=f"the bank says {iso}", upstream={"hub_consent_id": consent_id})
 
@@ -413,9 +417,14 @@ class ObConnectAdapter(Adapter):
             iso, status, reason_code = obc.payment_status(answer)
             reason = f"the bank says {iso}" + (f" ({reason_code})" if reason_code else "")
             return PaymentUpdate(status=status, upstream_status=iso, reason=reason)
-        if payment.status in (PaymentStatus.UNKNOWN, PaymentStatus.AUTHORISED) and \
-                payment.upstream.get("submission_started_at"):
-            # The hub answers a repeated transfer of this consent with its one payment: a lookup, not a new payment.
+        if payment.status is PaymentStatus.AUTHORISED and payment.upstream.get("submission_started_at"):
+            # A submission was started and never answered (its process stopped): what it did is not known.
+            return PaymentUpdate(status=PaymentStatus.UNKNOWN, upstream_status=payment.upstream_status,
+                                 reason="a submission was started and its answer never came; asking the hub")
+        if payment.status is PaymentStatus.UNKNOWN and payment.upstream.get("submission_started_at"):
+            # The hub answers a repeated transfer of this consent with its one payment; OB Connect offers no other
+            # way to find a payment by its consent. The repeat is the submission the caller asked for, under the
+            # payer's one authorisation: it finds the payment, or makes that one payment, never a second.
             update = await self.submit_payment(ctx, payment)
             return PaymentUpdate(status=update.status, upstream_status=update.upstream_status,
                                  provider_ref=update.provider_ref, upstream=update.upstream,

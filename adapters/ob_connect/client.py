@@ -16,6 +16,7 @@ from oauth1.oauth import OAuth
 from adapters.base import CallContext
 from adapters.ob_connect import translate as obc
 from gateway.connectivity.client import UpstreamClient
+from gateway.errors import ProviderUnavailable
 
 _NAMESPACE = uuid.UUID("5b1f2d3e-9c4a-4e8b-a6f0-2d7c1e9b3a54")
 
@@ -40,15 +41,20 @@ class HubClient:
         return {"Authorization": OAuth.get_authorization_header(url, method, payload, self.consumer_key, self._key)}
 
     async def post(self, ctx: CallContext, path: str, body: dict[str, Any], *, operation: str,
-                   request_info: Mapping[str, Any] | None = None, safe: bool = True) -> Any:
+                   request_info: Mapping[str, Any] | None = None, safe: bool = True, effect: bool = False) -> Any:
         """POST `body` with `requestInfo` (xRequestId and merchant, plus `request_info`); the answer's JSON, or the
         hub's error as a canonical error. `safe`: the call may be repeated after a failure (reads, and writes the
-        hub makes idempotent)."""
+        hub makes idempotent). `effect`: the call changes something at the hub (a transfer), so a refusal of a
+        retry whose first attempt went unanswered leaves the outcome unknown rather than "nothing happened"."""
         info = {"xRequestId": request_uuid(ctx.request_id), "merchant": self.merchant, **(request_info or {})}
         raw = orjson.dumps({"requestInfo": info, **body})
         response = await self.upstream.request(
             "POST", path, operation=operation, data=raw, sign=self._sign, idempotent=safe,
             headers={"Content-Type": "application/json", "Accept": "application/json"})
+        if effect and not response.ok and response.status < 500 and response.earlier_attempt_lost:
+            raise ProviderUnavailable(f"an earlier attempt of this request to the hub got no answer and the retry "
+                                      f"was refused (HTTP {response.status}): the hub may have acted on the first; "
+                                      "its outcome is not known", retryable=True)
         if not response.ok:
             try:
                 parsed = orjson.loads(response.body) if response.body else None

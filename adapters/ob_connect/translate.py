@@ -4,6 +4,7 @@ statuses and the hub's error body. Pure functions, no I/O. Amounts arrive as JSO
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import urlsplit
 from decimal import Decimal
 from typing import Any
 
@@ -317,13 +318,21 @@ def consent_link(body: Any) -> tuple[str, str]:
         redirect = redirect.get("href")
     if not isinstance(ref, str) or not isinstance(redirect, str) or not redirect:
         raise _bad("a consent without consentRequestId or _links.scaRedirect")
+    parts = urlsplit(redirect)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise _bad("an SCA redirect that is not an absolute http(s) URL")
     return ref, redirect
 
 
-def transfer(body: Any) -> tuple[str, str, str | None, PaymentStatus]:
-    """(paymentId, consentId, ISO status, canonical status) of a transfer answer."""
+def transfer(body: Any, *, consent_request_id: str | None = None) -> tuple[str, str, str | None, PaymentStatus]:
+    """(paymentId, consentId, ISO status, canonical status) of a transfer answer. With `consent_request_id`, the
+    transfer must be of that consent: an authorisation of another payment made (or found) another payment."""
     node = body.get("transfer") if isinstance(body, dict) else None
     consent = body.get("consent") if isinstance(body, dict) else None
+    if consent_request_id is not None and (not isinstance(consent, dict)
+                                           or consent.get("consentRequestId") != consent_request_id):
+        raise AuthorisationRefused("redirect_result: it authorised another payment, not this one", errors=[
+            {"location": "body", "field": "redirect_result", "message": "the authorisation of another payment"}])
     if not isinstance(node, dict) or not isinstance(node.get("paymentId"), str):
         raise _bad("a transfer without paymentId")
     status = node.get("transactionStatus")

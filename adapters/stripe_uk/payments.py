@@ -32,7 +32,9 @@ from adapters.base import CallContext, PaymentInput, PaymentLink, PaymentUpdate
 from adapters.stripe_uk import translate_pis as pis
 from gateway.connectivity import obsign
 from gateway.connectivity.client import UpstreamResponse
-from gateway.errors import ConsentEndedUpstream, ProviderBadResponse, ProviderRejected, ValidationFailed
+from gateway.errors import (
+    ConsentEndedUpstream, ProviderBadResponse, ProviderRejected, ProviderUnavailable, ValidationFailed,
+)
 from gateway.models.payments import PaymentStatus
 from gateway.models.time import parse_upstream_time, utcnow
 from gateway.payments.keys import upstream_key
@@ -91,6 +93,10 @@ class PaymentsClient:
         response = await self.upstream.request(method, self.settings.pisp_path + path, operation=operation,
                                                data=raw, headers=headers, idempotent=True)
         if not response.ok:
+            if body is not None and response.status < 500 and response.earlier_attempt_lost:
+                raise ProviderUnavailable(f"an earlier attempt of this request to {self.provider_id} got no answer "
+                                          f"and the retry was refused (HTTP {response.status}): the bank may have "
+                                          "acted on the first; its outcome is not known", retryable=True)
             raise self._fail(response)
         await self._verify_signature(response)
         return response.json()

@@ -10,6 +10,9 @@ reconciliation worker then asks the bank what happened.
 """
 from __future__ import annotations
 
+import structlog
+from typing import Callable
+
 from aiohttp import web
 
 from adapters.base import Adapter, PaymentInput, PaymentUpdate
@@ -44,6 +47,7 @@ from gateway.validation.licence import require_licence
 from gateway.validation.payments import CompletePaymentRequest, CreatePaymentRequest
 
 SCOPE = "pis:write"
+log = structlog.get_logger("gateway.payments")
 
 
 def _order(body: CreatePaymentRequest, end_to_end_id: str) -> dict:
@@ -246,25 +250,38 @@ async def _submit(request: web.Request, state: GatewayState, caller: Caller, ada
     except AuthorisationRefused:
         # The bank did not accept the authorisation it was given (checked only now, at hubs): nothing was paid.
         # Forget it, so the payer's genuine redirect can still complete the payment.
-        now = utcnow()
-        moves = service.apply_update(record, PaymentUpdate(
-            status=PaymentStatus.AWAITING_AUTHORISATION, upstream={"authorization": None, "tokens": None},
-            reason="the bank refused the authorisation given; complete the payment with the payer's redirect"), now)
-        service.schedule(record, state.config.payments, now)
-        await service.save(state.store, state.metrics, record, moves)
+        def refused(rec: PaymentRecord) -> list:
+            rec.upstream = _unmarked(rec.upstream)
+            moved = service.apply_update(rec, PaymentUpdate(
+                status=PaymentStatus.AWAITING_AUTHORISATION, upstream={"authorization": None, "tokens": None},
+                reason="the bank refused the authorisation given; complete the payment with the payer's redirect"),
+                utcnow()) if rec.status is PaymentStatus.AUTHORISED else []
+            service.schedule(rec, state.config.payments, utcnow())
+            return moved
+
+        await _save_or_settle(state, record, refused)
         raise
     except GatewayError as exc:
-        if isinstance(exc, _OUTCOME_LOST):
-            update = PaymentUpdate(status=PaymentStatus.UNKNOWN,
-                                   reason=f"the submission's outcome was not learned ({exc.code}); the gateway is "
-                                          f"asking {adapter.provider_id}")
-        else:
-            # Refused, rate limited or never sent: nothing happened at the bank. The attempt's mark goes, so the
-            # worker never takes this payment for one whose answer was lost.
-            record.upstream = {k: v for k, v in record.upstream.items() if k != "submission_started_at"}
-            record.updated_at = utcnow()
-            await service.save(state.store, state.metrics, record, [])
+        if not isinstance(exc, _OUTCOME_LOST):
+            # Refused, rate limited or never sent (every attempt answered, none lost): nothing happened at the
+            # bank. The attempt's mark goes, so the worker never takes this payment for one whose answer was lost.
+            def unmark(rec: PaymentRecord) -> list:
+                rec.upstream = _unmarked(rec.upstream)
+                rec.updated_at = utcnow()
+                return []
+
+            await _save_or_settle(state, record, unmark)
             raise
+        update = PaymentUpdate(status=PaymentStatus.UNKNOWN,
+                               reason=f"the submission's outcome was not learned ({exc.code}); the gateway is "
+                                      f"asking {adapter.provider_id}")
+    except Exception:
+        # Anything else (a defect here, a local fault) after the call may have gone out: the outcome is unknown,
+        # and the worker asks the bank.
+        log.exception("submission_failed_unexpectedly", payment_id=record.id, provider=adapter.provider_id)
+        update = PaymentUpdate(status=PaymentStatus.UNKNOWN,
+                               reason="the submission failed inside the gateway; its outcome is being asked of "
+                                      f"{adapter.provider_id}")
     now = utcnow()
     moves = service.apply_update(record, update, now)
     record.check_attempts = 0
@@ -272,8 +289,25 @@ async def _submit(request: web.Request, state: GatewayState, caller: Caller, ada
     if record.status is PaymentStatus.UNKNOWN:
         record.next_check_at = now  # ask at once
     if not await service.save(state.store, state.metrics, record, moves):
-        raise Conflict("the payment changed while submitting; fetch it again")
+        # Another replica's worker learned the outcome first: the payment as it now stands is the answer.
+        record = await _reload(state, record)
     return await _view(state, record)
+
+
+def _unmarked(upstream: dict) -> dict:
+    return {k: v for k, v in upstream.items() if k != "submission_started_at"}
+
+
+async def _save_or_settle(state: GatewayState, record: PaymentRecord,
+                          change: Callable[[PaymentRecord], list]) -> None:
+    """Apply `change` (a refused submission's consequences) and write it; if another replica wrote the payment
+    meanwhile, apply it once more to that version: the attempt mark must not outlive a submission that did
+    nothing at the bank."""
+    moves = change(record)
+    if await service.save(state.store, state.metrics, record, moves):
+        return
+    fresh = await _reload(state, record)
+    await service.save(state.store, state.metrics, fresh, change(fresh))
 
 
 async def funds_confirmation(request: web.Request) -> web.Response:

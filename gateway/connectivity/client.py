@@ -31,13 +31,16 @@ log = structlog.get_logger("gateway.upstream")
 
 
 class UpstreamResponse:
-    __slots__ = ("status", "headers", "body", "provider")
+    __slots__ = ("status", "headers", "body", "provider", "earlier_attempt_lost")
 
     def __init__(self, status: int, headers: CIMultiDictProxy[str], body: bytes, provider: str) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.provider = provider
+        # An earlier attempt of this request timed out, lost its connection or met a 5xx: the provider may have
+        # acted on it, whatever this final answer says (a write retried into a refusal is not "never sent").
+        self.earlier_attempt_lost = False
 
     @property
     def ok(self) -> bool:
@@ -121,6 +124,7 @@ class UpstreamClient:
         policy = self.config.retry
         self.budget.record_request()
         attempt = 0
+        lost = False  # whether an attempt so far may have reached the provider without its answer reaching us
         while True:
             if not self.breaker.allow():
                 self.metrics.observe_upstream(self.name, operation, "circuit_open", None)
@@ -170,12 +174,14 @@ class UpstreamClient:
                     delay = retry_after if retry_after is not None else backoff_delay(attempt, policy.backoff_base,
                                                                                        policy.backoff_max)
                     self.metrics.upstream_retries.labels(self.name, outcome).inc()
+                    lost = lost or failure is not None or (response is not None and response.status >= 500)
                     attempt += 1
                     await asyncio.sleep(delay)
                     continue
             if failure is not None:
                 raise failure
             assert response is not None
+            response.earlier_attempt_lost = lost
             return response
 
     async def _send(self, method: str, url: str, params: Mapping[str, Any] | None, body: bytes | None,

@@ -1,6 +1,9 @@
 """The reconciliation worker: every payment that is not final is looked at upstream again, with backoff, until it
-is final or its horizon passes. It never submits anything: an `unknown` payment is resolved by asking the provider
-what the lost submission did (`Adapter.get_payment`).
+is final or its horizon passes. It never submits a payment on its own: an `unknown` payment (a submission whose
+answer was lost) is resolved by asking the provider what that submission did (`Adapter.get_payment`); where the
+provider's only way to answer is the repeated submission itself under its original idempotency key (stripe-uk
+with a consumed consent, ob-connect's per-consent transfer), that repeat can find the one payment or make it,
+never a second. Payments that were refused or never sent are not `unknown` and are left to the caller.
 
 One worker runs inside `gateway serve`. Each round takes the payments whose `next_check_at` is due, checks at most
 `reconcile_concurrency` at once, and writes each result with the store's version check, so an API request that
@@ -87,6 +90,7 @@ class Reconciler:
         adapter = self.state.adapters.get(record.provider)
         record.check_attempts += 1
         moves = []
+        checked = False
         if adapter is None:
             log.warning("reconcile_provider_disabled", payment_id=record.id, provider=record.provider)
         else:
@@ -97,7 +101,13 @@ class Reconciler:
                 self.state.metrics.count(self.state.metrics.reconcile_checks, record.provider, exc.code)
                 log.info("reconcile_check_failed", payment_id=record.id, code=exc.code, retryable=exc.retryable,
                          attempt=record.check_attempts)
+            except Exception:
+                # A local fault (say, a sealed authorisation the current key cannot open): counted and backed off
+                # like any failed check, never retried every tick.
+                self.state.metrics.count(self.state.metrics.reconcile_checks, record.provider, "internal_error")
+                log.exception("reconcile_check_crashed", payment_id=record.id, attempt=record.check_attempts)
             else:
+                checked = True
                 self.state.metrics.count(self.state.metrics.reconcile_checks, record.provider, "ok")
                 before = record.status
                 moves = service.apply_update(record, update, now, observed=True)
@@ -107,7 +117,8 @@ class Reconciler:
                              upstream_status=record.upstream_status)
         horizon = record.created_at + timedelta(hours=self.config.reconcile_horizon_hours)
         never_sent = record.status is PaymentStatus.AUTHORISED and not record.upstream.get("submission_started_at")
-        if now >= horizon and (record.status is PaymentStatus.AWAITING_AUTHORISATION or never_sent):
+        # Only what the provider itself just confirmed expires a payment: a failed check proves nothing.
+        if checked and now >= horizon and (record.status is PaymentStatus.AWAITING_AUTHORISATION or never_sent):
             what = "authorised" if record.status is PaymentStatus.AWAITING_AUTHORISATION else "submitted"
             moves += service.apply_update(record, PaymentUpdate(
                 status=PaymentStatus.EXPIRED, reason=f"not {what} within the reconciliation horizon"), now)
