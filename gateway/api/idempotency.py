@@ -16,10 +16,11 @@ another API key of the tenant is another request.
 - Same key, another request → 422 `idempotency_key_reused`, whatever the state of the first.
 - Only successful (2xx) responses are kept. A request that fails (validation, an upstream refusal, a crash) releases
   its key and leaves nothing, so the caller may retry with the same key. For payments, the upstream calls made on
-  the way carried provider idempotency keys derived from this one (`gateway.payments.keys.upstream_key`), so the
-  retry reaches the provider as the same request and cannot make a second payment consent or payment. Other
-  providers' objects (a customer, an AIS consent) have no such key upstream: a retry after a failure there may
-  make a second one at the provider, never a second one here.
+  the way carried provider idempotency keys derived from this one where the provider takes them
+  (`gateway.payments.keys.upstream_key`; stripe-uk), so the retry reaches the provider as the same request and
+  cannot make a second payment consent or payment. Where the provider takes no key for a consent (ob-connect, or
+  a customer or AIS consent anywhere), a retry after a failure may leave an unused consent behind at the
+  provider; nothing is paid without the payer's authorisation of the one consent the gateway keeps.
 - A claim whose process died is taken over once its lease (`payments.idempotency_lease_seconds`) runs out.
 - Keys are kept `payments.idempotency_retention_hours` (72 by default, never under 24), then purged.
 
