@@ -18,6 +18,7 @@ from multidict import CIMultiDict, MultiDict
 
 from adapters.base import PaymentInput
 from adapters.ob_connect import translate as obc
+from adapters.ob_connect import translate_pis as pis
 from adapters.sandbox_kit import OpenAPISpec
 from gateway.errors import (
     AccountUnavailable,
@@ -464,21 +465,21 @@ def test_unreadable_standing_orders_are_a_bad_response(body, message):
 
 
 # --- amounts sent -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("value", "currency", "expected", "wire"), [
-    ("149.9", "EUR", 149.9, b"149.9"),
-    ("149.90", "EUR", 149.9, b"149.9"),
-    ("10", "GBP", 10.0, b"10.0"),
-    ("0.01", "GBP", 0.01, b"0.01"),
-    ("0.3", "PLN", 0.3, b"0.3"),
-    ("1234.56", "GBP", 1234.56, b"1234.56"),
-    ("9999999999999.99", "EUR", 9999999999999.99, b"9999999999999.99"),
-    ("1500", "JPY", 1500.0, b"1500.0"),
-    ("1.234", "BHD", 1.234, b"1.234"),
+@pytest.mark.parametrize(("value", "currency", "wire"), [
+    ("149.9", "EUR", b"149.90"),
+    ("149.90", "EUR", b"149.90"),
+    ("10", "GBP", b"10.00"),
+    ("0.01", "GBP", b"0.01"),
+    ("0.3", "PLN", b"0.30"),
+    ("1234.56", "GBP", b"1234.56"),
+    ("9999999999999.99", "EUR", b"9999999999999.99"),
+    ("1500", "JPY", b"1500"),
+    ("1.234", "BHD", b"1.234"),
 ])
-def test_amount_is_a_float_reading_as_the_decimal(value, currency, expected, wire):
-    sent = obc.amount(Decimal(value), currency)
-    assert type(sent) is float and sent == expected
-    assert orjson.dumps(sent) == wire
+def test_amount_is_the_exact_decimal_as_a_json_number(value, currency, wire):
+    sent = pis.amount(Decimal(value), currency)
+    assert type(sent) is orjson.Fragment  # raw JSON text: no float is ever made of the amount
+    assert orjson.dumps({"amount": sent}) == b'{"amount":' + wire + b"}"
     assert json.loads(orjson.dumps({"amount": sent}), parse_float=Decimal)["amount"] == Decimal(value)
 
 
@@ -489,10 +490,13 @@ def test_amount_never_loses_a_cent_up_to_thirteen_integer_digits():
     for digits in range(1, 16):
         values += [Decimal(rng.randrange(10 ** (digits - 1), 10 ** digits)).scaleb(-2) for _ in range(150)]
     for value in values:
-        sent = obc.amount(value, "EUR")
-        assert Decimal(str(Decimal(repr(sent)))) == value, value
-        assert Decimal(orjson.dumps(sent).decode()) == value, value  # what the hub reads
-        assert str(Decimal(repr(sent)).quantize(Decimal("0.01"))) == str(value.quantize(Decimal("0.01")))
+        text = orjson.dumps(pis.amount(value, "EUR")).decode()
+        assert Decimal(text) == value and text == str(value.quantize(Decimal("0.01"))), value  # what the hub reads
+
+
+def _wire(body: dict) -> dict:
+    """A body as the hub reads it: its JSON, numbers as exact decimals."""
+    return json.loads(orjson.dumps(body), parse_float=Decimal, parse_int=Decimal)
 
 
 # --- payment bodies -------------------------------------------------------------------------------------------------
@@ -521,37 +525,37 @@ def _payment(**over: Any) -> PaymentInput:
 
 def _spec_problems(data: PaymentInput, country: str) -> list:
     """What the simulator's gate finds wrong with the consent request carrying this body (its own check)."""
-    path = f"/payments/{obc.PAYMENT_PATHS[data.type]}-credit-transfers/consents"
+    path = f"/payments/{pis.PAYMENT_PATHS[data.type]}-credit-transfers/consents"
     found = PIS_SPEC.find("POST", path)
     assert found is not None, path
     operation, params = found
     raw = orjson.dumps({
         "requestInfo": {"xRequestId": "123e4567-e89b-42d3-a456-426655440000", "aspspId": data.institution_id,
                         "tppRedirectURI": data.redirect_uri, "merchant": {"id": "M-1", "name": "Example Shop"}},
-        "payments": obc.payment_body(data, country=country)})
+        "payments": pis.payment_body(data, country=country)})
     return operation.check(params, MultiDict(), CIMultiDict({"Content-Type": "application/json"}), raw)
 
 
 def test_payment_body_domestic_gb():
     data = _payment()
-    assert obc.payment_body(data, country="GB") == {
+    assert _wire(pis.payment_body(data, country="GB")) == {
         "endToEndIdentification": "E2E-0001",
-        "instructedAmount": {"amount": 25.5, "currency": "GBP"},
+        "instructedAmount": {"amount": Decimal("25.50"), "currency": "GBP"},
         "creditorName": "Harbour Lettings",
         "remittanceInformationUnstructured": "Rent March",
         "creditorAccount": {"identification": "55779911", "schemeName": "UK.AccountNumber"},
         "creditorAgent": {"clearingSystemIdentification": "UK.SortCode", "memberIdentification": "200000"},
         "localInstrument": "UK.FasterPayments",
     }
-    assert b'"instructedAmount":{"amount":25.5,"currency":"GBP"}' in orjson.dumps(obc.payment_body(data, country="GB"))
+    assert b'"instructedAmount":{"amount":25.50,"currency":"GBP"}' in orjson.dumps(pis.payment_body(data, country="GB"))
     assert _spec_problems(data, "GB") == []
 
 
 def test_payment_body_domestic_gb_with_debtor():
     data = _payment(debtor_account=GB_DEBTOR, amount=Decimal("1000"))
-    body = obc.payment_body(data, country="GB")
+    body = _wire(pis.payment_body(data, country="GB"))
     assert body["debtorAccount"] == {"identification": "12345678"}
-    assert body["instructedAmount"] == {"amount": 1000.0, "currency": "GBP"}
+    assert body["instructedAmount"] == {"amount": Decimal("1000.00"), "currency": "GBP"}
     assert set(body) == {"endToEndIdentification", "instructedAmount", "creditorName",
                          "remittanceInformationUnstructured", "creditorAccount", "creditorAgent", "localInstrument",
                          "debtorAccount"}
@@ -561,9 +565,9 @@ def test_payment_body_domestic_gb_with_debtor():
 def test_payment_body_domestic_pl():
     data = _payment(creditor=PL_CREDITOR, currency="PLN", amount=Decimal("149.99"), institution_id=WISLA,
                     reference="Faktura 2025/03/17")
-    assert obc.payment_body(data, country="PL") == {
+    assert _wire(pis.payment_body(data, country="PL")) == {
         "endToEndIdentification": "E2E-0001",
-        "instructedAmount": {"amount": 149.99, "currency": "PLN"},
+        "instructedAmount": {"amount": Decimal("149.99"), "currency": "PLN"},
         "creditorName": "Sklep Wiślany sp. z o.o.",
         "remittanceInformationUnstructured": "Faktura 2025/03/17",
         "creditorAccount": {"identification": "61109010140000071219812874", "schemeName": "PL.AccountNumber"},
@@ -571,7 +575,7 @@ def test_payment_body_domestic_pl():
     }
     assert _spec_problems(data, "PL") == []
     with_debtor = _payment(creditor=PL_CREDITOR, currency="PLN", institution_id=WISLA, debtor_account=PL_DEBTOR)
-    assert obc.payment_body(with_debtor, country="PL")["debtorAccount"] == {
+    assert pis.payment_body(with_debtor, country="PL")["debtorAccount"] == {
         "identification": "27114020040000300201355387"}
     assert _spec_problems(with_debtor, "PL") == []
 
@@ -585,9 +589,9 @@ def test_payment_body_domestic_with_creditor_address_passes_the_spec():
 def test_payment_body_sepa():
     data = _payment(type="sepa", currency="EUR", amount=Decimal("149.9"), creditor=DE_CREDITOR,
                     debtor_name="Alex Example", reference="Rechnung 4711", institution_id=RHEINUFER)
-    assert obc.payment_body(data, country="DE") == {
+    assert _wire(pis.payment_body(data, country="DE")) == {
         "endToEndIdentification": "E2E-0001",
-        "instructedAmount": {"amount": 149.9, "currency": "EUR"},
+        "instructedAmount": {"amount": Decimal("149.90"), "currency": "EUR"},
         "creditorName": "Rheinufer Handel GmbH",
         "remittanceInformationUnstructured": "Rechnung 4711",
         "creditorAccount": {"iban": "DE89370400440532013000"},
@@ -597,7 +601,7 @@ def test_payment_body_sepa():
         "instructionPriority": "Normal",
         "creditorAddress": {"country": "DE", "city": "Köln", "postalCode": "50667", "street": "Rheinallee 12"},
     }
-    assert b'"amount":149.9,' in orjson.dumps(obc.payment_body(data, country="DE"))
+    assert b'"amount":149.90,' in orjson.dumps(pis.payment_body(data, country="DE"))
     assert _spec_problems(data, "DE") == []
 
 
@@ -605,7 +609,7 @@ def test_payment_body_sepa_with_debtor_and_country_only_address():
     creditor = Creditor(DE_CREDITOR.name, DE_CREDITOR.account, PostalAddress(country="DE"))
     data = _payment(type="sepa", currency="EUR", creditor=creditor, debtor_name="Alex Example",
                     debtor_account=DE_DEBTOR, institution_id=RHEINUFER)
-    body = obc.payment_body(data, country="DE")
+    body = _wire(pis.payment_body(data, country="DE"))
     assert body["creditorAddress"] == {"country": "DE"}
     assert body["debtorAccount"] == {"iban": "DE02120300000000202051"}
     assert _spec_problems(data, "DE") == []
@@ -615,9 +619,9 @@ def test_payment_body_international_iban_debtor():
     data = _payment(type="international", currency="USD", amount=Decimal("5000"), creditor=IE_CREDITOR,
                     debtor_account=DE_DEBTOR, debtor_name="Alex Example", institution_id=RHEINUFER,
                     reference="Invoice 2025-117")
-    assert obc.payment_body(data, country="DE") == {
+    assert _wire(pis.payment_body(data, country="DE")) == {
         "endToEndIdentification": "E2E-0001",
-        "instructedAmount": {"amount": 5000.0, "currency": "USD"},
+        "instructedAmount": {"amount": Decimal("5000.00"), "currency": "USD"},
         "creditorName": "Liffey Traders",
         "remittanceInformationUnstructured": "Invoice 2025-117",
         "creditorAccount": {"identification": "IE29AIBK93115212345678", "schemeName": "IBAN"},
@@ -635,10 +639,10 @@ def test_payment_body_international_sort_code_debtor_without_name_or_address():
     creditor = Creditor("Rheinufer Handel GmbH", DE_CREDITOR.account)
     data = _payment(type="international", currency="EUR", amount=Decimal("0.5"), creditor=creditor,
                     debtor_account=GB_DEBTOR, institution_id=ALBION)
-    body = obc.payment_body(data, country="GB")
+    body = _wire(pis.payment_body(data, country="GB"))
     assert body == {
         "endToEndIdentification": "E2E-0001",
-        "instructedAmount": {"amount": 0.5, "currency": "EUR"},
+        "instructedAmount": {"amount": Decimal("0.50"), "currency": "EUR"},
         "creditorName": "Rheinufer Handel GmbH",
         "remittanceInformationUnstructured": "Rent March",
         "creditorAccount": {"identification": "DE89370400440532013000", "schemeName": "IBAN"},
@@ -661,9 +665,9 @@ def test_spec_check_is_not_vacuous():
 
 @pytest.mark.parametrize("kind", ["domestic", "sepa", "international"])
 def test_payment_paths_and_capabilities(kind):
-    assert PIS_SPEC.find("POST", f"/payments/{obc.PAYMENT_PATHS[kind]}-credit-transfers/consents") is not None
-    assert PIS_SPEC.find("POST", f"/payments/{obc.PAYMENT_PATHS[kind]}-credit-transfers/payment-status") is not None
-    assert obc.PAYMENT_CAPABILITIES[kind] in _capabilities()
+    assert PIS_SPEC.find("POST", f"/payments/{pis.PAYMENT_PATHS[kind]}-credit-transfers/consents") is not None
+    assert PIS_SPEC.find("POST", f"/payments/{pis.PAYMENT_PATHS[kind]}-credit-transfers/payment-status") is not None
+    assert pis.PAYMENT_CAPABILITIES[kind] in _capabilities()
 
 
 # --- consents and transfers ---------------------------------------------------------------------------------------
@@ -697,39 +701,39 @@ ISO_TABLE = {"RCVD": S.SUBMITTED, "PDNG": S.SUBMITTED, "ACTC": S.PENDING, "ACCP"
 
 
 def test_iso_status_table_pinned():
-    assert obc.ISO_STATUSES == ISO_TABLE
+    assert pis.ISO_STATUSES == ISO_TABLE
 
 
 @pytest.mark.parametrize(("iso", "status"), sorted(ISO_TABLE.items()))
 def test_transfer_every_iso_status(iso, status):
     body = {"originalRequestInfo": {}, "consent": {"consentId": "pc-1", "consentRequestId": "cr-1"},
             "transfer": {"paymentId": "pay-1", "transactionStatus": iso}}
-    assert obc.transfer(body) == ("pay-1", "pc-1", iso, status)
+    assert pis.transfer(body) == ("pay-1", "pc-1", iso, status)
 
 
 @pytest.mark.parametrize(("iso", "status"), sorted(ISO_TABLE.items()))
 def test_payment_status_every_iso_status(iso, status):
-    assert obc.payment_status({"payments": {"transactionStatus": iso}}) == (iso, status, None)
+    assert pis.payment_status({"payments": {"transactionStatus": iso}}) == (iso, status, None)
 
 
 def test_payment_status_with_reason():
-    assert obc.payment_status({"originalRequestInfo": {}, "payments": {"transactionStatus": "RJCT",
+    assert pis.payment_status({"originalRequestInfo": {}, "payments": {"transactionStatus": "RJCT",
                                                                        "statusReasonCode": "AM04"}}) == \
         ("RJCT", S.REJECTED, "AM04")
 
 
 @pytest.mark.parametrize("status", ["XXXX", "acsc", "", None, 5, ["ACSC"], {"code": "ACSC"}])
 def test_unknown_or_non_string_status_is_a_bad_response(status):
-    assert str(_bad(obc.payment_status, {"payments": {"transactionStatus": status}})) == \
+    assert str(_bad(pis.payment_status, {"payments": {"transactionStatus": status}})) == \
         "ob-connect sent a payment status that is not an ISO 20022 status"
     body = {"consent": {"consentId": "pc-1"}, "transfer": {"paymentId": "pay-1", "transactionStatus": status}}
-    assert str(_bad(obc.transfer, body)) == \
+    assert str(_bad(pis.transfer, body)) == \
         "ob-connect sent a transfer without a known transactionStatus or its consentId"
 
 
 @pytest.mark.parametrize("body", [None, {}, {"payments": None}, {"payments": "ACSC"}])
 def test_payment_status_without_payments_is_a_bad_response(body):
-    _bad(obc.payment_status, body)
+    _bad(pis.payment_status, body)
 
 
 @pytest.mark.parametrize("body", [
@@ -742,7 +746,7 @@ def test_payment_status_without_payments_is_a_bad_response(body):
     {"consent": "pc-1", "transfer": {"paymentId": "pay-1", "transactionStatus": "RCVD"}},
 ])
 def test_transfer_missing_parts_is_a_bad_response(body):
-    _bad(obc.transfer, body)
+    _bad(pis.transfer, body)
 
 
 # --- errors -----------------------------------------------------------------------------------------------------------
