@@ -33,7 +33,10 @@ from adapters.ob_connect.client import HubClient
 from adapters.ob_connect.payments import HubPayments, invalid as _invalid
 from adapters.ob_connect.settings import ObConnectSettings, load_material
 from gateway.connectivity.fapi import AuthorisationRefused
-from gateway.errors import ConsentEndedUpstream, GatewayError, InstitutionNotSupported, ProviderBadResponse
+from gateway.errors import (
+    ConsentEndedUpstream, GatewayError, GatewayRequestRejected, InstitutionNotSupported, ProviderBadResponse,
+    ValidationFailed,
+)
 from gateway.models import ConnectLink, ConsentStatus, Institution, Page, Transaction
 from gateway.models.time import utcnow
 from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
@@ -45,6 +48,13 @@ _CONSENT_STATUSES = {"valid": ConsentStatus.AUTHORISED, "expired": ConsentStatus
                      "terminatedByTpp": ConsentStatus.REVOKED, "revokedByPsu": ConsentStatus.REVOKED,
                      "rejected": ConsentStatus.REJECTED, "received": ConsentStatus.AWAITING_AUTHORISATION}
 _DEFAULT_VALIDITY = timedelta(days=90)  # what the hub gives a consent that names no validUntil
+
+
+def _source(body: Any) -> str | None:
+    """The `Source` of the hub's first error (the field it blames), when the body is the hub's error body."""
+    errors = ((body or {}).get("Errors") or {}).get("Error") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    return first.get("Source") if isinstance(first.get("Source"), str) else None
 
 
 class ObConnectAdapter(HubPayments, Adapter):
@@ -235,8 +245,12 @@ class ObConnectAdapter(HubPayments, Adapter):
             raw = await self.get_raw_consent(ctx, consent)
         except ConsentEndedUpstream as exc:
             return ConsentUpdate(status=ConsentStatus(exc.consent_status), reason=exc.detail)
-        status = str(raw.get("consentStatus", ""))
-        return ConsentUpdate(status=_CONSENT_STATUSES.get(status, ConsentStatus.REVOKED), provider_ref=consent.provider_ref,
+        status = raw.get("consentStatus")
+        if status not in _CONSENT_STATUSES:
+            # Never read an unknown answer as the end of a consent: ending it deletes its data for good.
+            raise ProviderBadResponse(f"{self.provider_id} reported a consent status the gateway does not know "
+                                      f"({status!r}); the consent is left as it was")
+        return ConsentUpdate(status=_CONSENT_STATUSES[status], provider_ref=consent.provider_ref,
                              reason=f"the bank says {status}")
 
     async def revoke_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None) -> None:
@@ -274,7 +288,14 @@ class ObConnectAdapter(HubPayments, Adapter):
         offset = (query.position or {}).get("offset")
         if offset:
             body["offset"] = offset
-        answer = await self._read(ctx, consent, "/accounts/account/transactions", "list_transactions", body)
+        try:
+            answer = await self._read(ctx, consent, "/accounts/account/transactions", "list_transactions", body)
+        except GatewayRequestRejected as exc:
+            if offset and _source(exc.provider_body) == "offset":
+                raise ValidationFailed("cursor: the bank no longer accepts this page's position; start the list "
+                                       "again", errors=[field_error("cursor", "expired at the bank: start the list "
+                                                                              "again without it", "query")]) from exc
+            raise
         items = obc.transactions(answer, account_id=account.id, ids=ctx.ids(consent.id),
                                  include_pending=query.include_pending)
         following = obc.next_offset(answer)

@@ -12,7 +12,7 @@ from gateway.api.state import PROVIDER, GatewayState
 from gateway.api.common import caller_of, context, state_of
 from gateway.api.cursor import newest_first_cursor, newest_first_position
 from gateway.api.render import json_response
-from gateway.errors import Conflict, NotFound, ValidationFailed
+from gateway.errors import Conflict, ConsentEndedUpstream, NotFound, ValidationFailed
 from gateway.models import Consent, ConsentInstitution, ConsentStatus, ConsentTerms
 from gateway.models.serialize import to_plain
 from gateway.models.time import utcnow
@@ -163,11 +163,13 @@ async def list_consents(request: web.Request) -> web.Response:
     scope = f"consents:{customer_id}"
     after = newest_first_position(state.cursors, request.query, caller.tenant, scope)
     records = await state.store.list_consents(caller.tenant, customer_id=customer_id, limit=limit + 1, after=after)
-    records = [r for r in records if caller.may_use(r.provider)]
     page, more = records[:limit], len(records) > limit
+    # The cursor follows what was read, the answer shows what the caller may see: a key limited to some providers
+    # pages on through the others' consents instead of stopping at them.
+    next_cursor = newest_first_cursor(state.cursors, caller.tenant, scope, page[-1]) if more and page else None
+    page = [r for r in page if caller.may_use(r.provider)]
     for record in page:
         await settle_expiry(state, record)
-    next_cursor = newest_first_cursor(state.cursors, caller.tenant, scope, page[-1]) if more and page else None
     return json_response({"data": [consent_view(r) for r in page], "next_cursor": next_cursor})
 
 
@@ -220,11 +222,14 @@ async def revoke_consent(request: web.Request) -> web.Response:
     record = await load_consent(request, caller, request.match_info["consent_id"])
     adapter = adapter_for_resource(state, caller, record.provider)
     require_capability(adapter, "revoke_consent")
-    if record.status is ConsentStatus.REVOKED:
-        return json_response(consent_view(record))
+    if record.status.is_final:
+        return json_response(consent_view(record))  # already ended (revoked, expired, rejected): it stays as it ended
     customer = await state.store.get_customer(caller.tenant, record.customer_id) if record.customer_id else None
     if record.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED):
-        await adapter.revoke_consent(context(request, caller), record, customer)
+        try:
+            await adapter.revoke_consent(context(request, caller), record, customer)
+        except ConsentEndedUpstream:
+            pass  # the provider no longer knows it: it has ended there already; end it here too
     await apply_status(state, record, ConsentStatus.REVOKED, "revoked by the caller")
     return json_response(consent_view(record))
 

@@ -1,14 +1,8 @@
-"""Second review's findings as strict xfail tests: each fails today and passes once its defect is fixed.
-
-Against the simulated ob-connect hub (and mastercard-us for the restricted `readonly` caller):
-- a revoke of a consent the hub no longer knows fails, and the consent stays authorised with its data kept;
-- a raw consent whose status cannot be read is taken as revoked, and everything stored from it is deleted;
-- a transactions cursor whose hub offset the hub no longer accepts is a 502 "gateway defect", not a 4xx on `cursor`;
-- the `readonly` caller's consent list stops early (an empty page, no cursor) when other providers' consents of the
-  tenant come first;
-- payment text fields take control, bidi-override and invisible characters, and pass them to the bank;
-- revoking an expired consent rewrites it as revoked.
-"""
+"""Regression tests for the second review's findings, against the simulated ob-connect hub (and mastercard-us for
+the restricted `readonly` caller): a revoke of a consent the hub no longer knows ends it here with its data; a raw
+consent whose status cannot be read changes nothing; a transactions cursor whose hub offset expired is a 422 on
+`cursor`; the restricted caller's consent list pages on; payment text refuses control, bidi and invisible
+characters; revoking a consent that already ended leaves it as it ended."""
 from __future__ import annotations
 
 import secrets
@@ -41,8 +35,6 @@ async def get_as(client: Any, path: str, headers: dict[str, str], **params: Any)
     return body
 
 
-@pytest.mark.xfail(strict=True, reason="revoke_consent does not handle ConsentEndedUpstream: the hub's "
-                                       "CONSENT_NOT_FOUND leaves the consent authorised and its data served")
 async def test_revoking_a_consent_the_hub_no_longer_knows_ends_it_and_deletes_its_data(gateway):
     sandbox = sandbox_of(gateway, OBC)
     consent = await authorised_consent(gateway, ALBION)
@@ -56,8 +48,6 @@ async def test_revoking_a_consent_the_hub_no_longer_knows_ends_it_and_deletes_it
     await get(gateway, f"/v1/accounts/{account['id']}", 404)
 
 
-@pytest.mark.xfail(strict=True, reason="refresh_consent maps an unreadable/unknown consentStatus to REVOKED, which "
-                                       "deletes the consent's data")
 async def test_a_raw_consent_whose_status_cannot_be_read_does_not_end_the_consent(gateway, monkeypatch):
     sandbox = sandbox_of(gateway, OBC)
     consent = await authorised_consent(gateway, ALBION)
@@ -72,8 +62,6 @@ async def test_a_raw_consent_whose_status_cannot_be_read_does_not_end_the_consen
     await get(gateway, f"/v1/accounts/{account['id']}")
 
 
-@pytest.mark.xfail(strict=True, reason="the hub's INVALID_REQUEST on an unusable offset is mapped to 502 "
-                                       "upstream_request_rejected ('a gateway defect')")
 async def test_a_cursor_whose_hub_offset_is_no_longer_accepted_is_a_4xx_naming_cursor(gateway):
     sandbox = sandbox_of(gateway, OBC)
     consent = await authorised_consent(gateway, ALBION)
@@ -91,8 +79,6 @@ async def test_a_cursor_whose_hub_offset_is_no_longer_accepted_is_a_4xx_naming_c
     assert any(e["field"] == "cursor" for e in problem.get("errors", [])), problem
 
 
-@pytest.mark.xfail(strict=True, reason="list_consents filters by provider before computing the page and `more`, so "
-                                       "a restricted caller gets an empty last page")
 async def test_the_readonly_callers_consent_list_reaches_its_consents_past_other_providers(gateway):
     mine = await mastercard_us_consent(gateway)  # mastercard-us: the one provider `readonly` may use
     await start_consent(gateway, ALBION)  # newer ob-connect consents of the same tenant come first
@@ -113,8 +99,6 @@ async def test_the_readonly_callers_consent_list_reaches_its_consents_past_other
 _UK_ACCOUNT = {"scheme": "uk_sort_code", "sort_code": "40-05-15", "account_number": "12345678"}
 
 
-@pytest.mark.xfail(strict=True, reason="_text() checks only length and surrounding spaces: control, bidi-override "
-                                       "and invisible characters reach the bank and are stored")
 @pytest.mark.parametrize(("body", "field"), [
     (uk_order(reference="INV\x00 2026"), "reference"),
     (uk_order(reference="Rent\u202e0001"), "reference"),
@@ -134,8 +118,6 @@ async def test_payment_text_with_control_or_invisible_characters_is_refused_nami
     assert not hub_posts(sandbox, r"/consents$")
 
 
-@pytest.mark.xfail(strict=True, reason="revoke_consent applies REVOKED to any status but REVOKED, overwriting a "
-                                       "final EXPIRED (or REJECTED)")
 async def test_revoking_an_expired_consent_leaves_it_expired(gateway):
     consent = await authorised_consent(gateway, ALBION)
     store = state_of(gateway).store
