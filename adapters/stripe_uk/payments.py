@@ -105,7 +105,8 @@ class PaymentsClient:
         if not self.settings.verify_response_signatures:
             return
         signature = response.headers.get("x-jws-signature")
-        check = dict(trust_anchor=self.settings.jws_trust_anchor, issuer=self.settings.aspsp_signing_issuer)
+        check = dict(trust_anchor=self.settings.jws_trust_anchor, issuer=self.settings.aspsp_signing_issuer,
+                     max_age=IDEMPOTENCY_WINDOW.total_seconds() + obsign.CLOCK_SKEW)
         try:
             obsign.verify_detached(signature, response.body, await self._jwks(), **check)
         except obsign.SignatureInvalid:

@@ -53,7 +53,7 @@ def payment_problems(data: PaymentInput) -> list[dict[str, str]]:
         errors.append(field_error("reference", "at most 35 characters (RemittanceInformation.Reference)"))
     if not _RUN_OF_SIX.search(reference):
         errors.append(field_error("reference", f"{PROVIDER} needs at least 6 letters or digits in a row"))
-    alphanumerics = [c.lower() for c in reference if c.isalnum()]
+    alphanumerics = re.sub(r"[^A-Za-z0-9]", "", reference).upper()  # as the bank reads it: ASCII letters and digits
     if alphanumerics and len(set(alphanumerics)) == 1:
         errors.append(field_error("reference", f"{PROVIDER} refuses a reference of one repeated character"))
     account = data.creditor.account
@@ -61,8 +61,9 @@ def payment_problems(data: PaymentInput) -> list[dict[str, str]]:
         errors.append(field_error("debtor_name", f"{PROVIDER} takes the payer's name from the payer's bank"))
     if data.institution_id is not None:
         errors.append(field_error("institution_id", f"{PROVIDER} is itself the payer's bank; name no institution"))
-    if account.scheme == "wallet" and not _WALLET.fullmatch(account.wallet_id or ""):
-        errors.append(field_error("creditor.account.wallet_id", "a Stripe wallet is a Stripe account id (acct_…)"))
+    for where, wallet in (("creditor.account", account), ("debtor_account", data.debtor_account)):
+        if wallet is not None and wallet.scheme == "wallet" and not _WALLET.fullmatch(wallet.wallet_id or ""):
+            errors.append(field_error(f"{where}.wallet_id", "a Stripe wallet is a Stripe account id (acct_…)"))
     return errors
 
 

@@ -50,8 +50,10 @@ def sign_detached(key: SigningKey, body: bytes, *, issuer: str, trust_anchor: st
 
 
 def verify_detached(signature: str | None, body: bytes, jwks: dict[str, Any], *, trust_anchor: str,
-                    issuer: str | None = None) -> dict[str, Any]:
-    """The protected header of a valid signature over `body`; SignatureInvalid (saying why) otherwise."""
+                    issuer: str | None = None, max_age: float = CLOCK_SKEW) -> dict[str, Any]:
+    """The protected header of a valid signature over `body`; SignatureInvalid (saying why) otherwise. `max_age`:
+    how old its `iat` may be (a bank's answer to a repeated idempotent request may be the original, signed when
+    first made, up to the key's 24 hours); never more than CLOCK_SKEW in the future."""
     if not signature:
         raise SignatureInvalid("no x-jws-signature")
     parts = signature.split(".")
@@ -70,6 +72,7 @@ def verify_detached(signature: str | None, body: bytes, jwks: dict[str, Any], *,
     if issuer is not None and header.get(ISS) != issuer:
         raise SignatureInvalid(f"the message was signed by {header.get(ISS)!r}, not {issuer!r}")
     iat = header.get(IAT)
-    if not isinstance(iat, int) or abs(time.time() - iat) > CLOCK_SKEW:
-        raise SignatureInvalid("the signature's iat is missing or outside the allowed clock skew")
+    now = time.time()
+    if not isinstance(iat, int) or iat - now > CLOCK_SKEW or now - iat > max(max_age, CLOCK_SKEW):
+        raise SignatureInvalid("the signature's iat is missing or outside the allowed window")
     return header

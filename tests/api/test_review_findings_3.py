@@ -1,5 +1,6 @@
-"""Third review's findings (stripe-uk payment initiation), as strict xfail tests: each asserts what the gateway
-should do and fails today. Remove the xfail marker with the fix."""
+"""Regression tests for the third review's findings (stripe-uk payment initiation): a debtor wallet that is no Stripe
+account and a reference of one repeated ASCII character are refused before the bank is called, as 422s naming the
+field; funds confirmation answers only documented statuses."""
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,6 @@ def _consent_posts(gateway) -> list:  # type: ignore[no-untyped-def]
     return [c for c in sandbox_of(gateway, UK).calls.matching() if c.method == "POST"]
 
 
-@pytest.mark.xfail(strict=True, reason="stripe-uk checks acct_ only on the creditor's wallet_id; a debtor wallet "
-                                       "that is no Stripe account goes to the bank, which refuses it (502)")
 async def test_debtor_wallet_that_is_no_stripe_account_is_a_422_before_any_call(gateway):
     sandbox_of(gateway, UK).calls.clear()
     body = order(debtor_account={"scheme": "wallet", "wallet_id": "not_a_stripe_acct"})
@@ -29,8 +28,6 @@ async def test_debtor_wallet_that_is_no_stripe_account_is_a_422_before_any_call(
     assert not _consent_posts(gateway)
 
 
-@pytest.mark.xfail(strict=True, reason="the one-repeated-character rule counts Unicode letters (str.isalnum) "
-                                       "where the bank counts only A-Z a-z 0-9; the bank's refusal is a 502")
 async def test_reference_repeating_one_ascii_character_beside_a_non_ascii_letter_is_a_422(gateway):
     sandbox_of(gateway, UK).calls.clear()
     resp = await gateway.post("/v1/payments", json=order(reference="111111\u00e9"), headers=keyed())
@@ -40,8 +37,6 @@ async def test_reference_repeating_one_ascii_character_beside_a_non_ascii_letter
     assert not _consent_posts(gateway)
 
 
-@pytest.mark.xfail(strict=True, reason="GET /v1/payments/{id}/funds-confirmation answers 400 to an unknown query "
-                                       "parameter, a status its OpenAPI responses do not list")
 async def test_funds_confirmation_statuses_are_documented(gateway):
     import yaml
     from pathlib import Path

@@ -215,7 +215,14 @@ def test_garbage_is_refused_not_crashed(signature):
 @pytest.mark.parametrize("skew", [301, 3600, -301, -3600])
 def test_iat_outside_300_seconds_is_refused(skew):
     message = _refused(_forge_with({IAT: int(time.time()) - skew}))
-    assert "clock skew" in message
+    assert "outside the allowed window" in message
+
+
+def test_an_older_iat_is_accepted_within_max_age_but_never_one_from_the_future():
+    """A bank may answer a repeated idempotent request with its original signed answer (up to the key's 24 h)."""
+    _verify(_forge_with({IAT: int(time.time()) - 3600}), max_age=86_400)
+    assert "outside the allowed window" in _refused(_forge_with({IAT: int(time.time()) - 90_000}), max_age=86_400)
+    assert "outside the allowed window" in _refused(_forge_with({IAT: int(time.time()) + 3600}), max_age=86_400)
 
 
 @pytest.mark.parametrize("skew", [0, 250, -250])
