@@ -87,6 +87,11 @@ class MalformedRequest(CallerError):
 class ValidationFailed(CallerError):
     status, code, title = 422, "validation_failed", "The request is not valid"
 
+    @classmethod
+    def of(cls, errors: list[dict[str, str]]) -> "ValidationFailed":
+        """One problem naming every field error, the detail listing them as "field: message; …"."""
+        return cls("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+
 
 class PayloadTooLarge(CallerError):
     status, code, title = 413, "payload_too_large", "The request body is too large"

@@ -67,7 +67,7 @@ class DecisioningAndApplications:
             errors.append({"location": "body", "field": "interval_types",
                            "message": f"unknown: {', '.join(unknown)}; allowed: {', '.join(au.INTERVAL_TYPES)}"})
         if errors:
-            raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
 
     async def create_report(self, ctx: CallContext, customer: CustomerRecord, consent: ConsentRecord,
                             data: CreateReportInput) -> str:

@@ -30,7 +30,7 @@ from adapters.base import Adapter, CallContext, ConsentUpdate, CreateConsentInpu
 from adapters.ob_connect import translate as obc
 from adapters.ob_connect import translate_pis as pis
 from adapters.ob_connect.client import HubClient
-from adapters.ob_connect.payments import HubPayments, invalid as _invalid
+from adapters.ob_connect.payments import HubPayments
 from adapters.ob_connect.settings import ObConnectSettings, load_material
 from gateway.connectivity.fapi import AuthorisationRefused
 from gateway.errors import (
@@ -134,11 +134,11 @@ class ObConnectAdapter(HubPayments, Adapter):
     async def _aspsp(self, institution_id: str | None, ctx: CallContext | None = None,
                      field: str = "institution_id") -> dict[str, Any]:
         if not institution_id:
-            raise _invalid([field_error(field, f"{self.provider_id} reaches many banks: name one "
+            raise ValidationFailed.of([field_error(field, f"{self.provider_id} reaches many banks: name one "
                                                "(GET /v1/institutions?provider=ob-connect)")])
         row = (await self.aspsps(ctx)).get(institution_id)
         if row is None:
-            raise _invalid([field_error(field, f"{self.provider_id} has no bank {institution_id!r}")])
+            raise ValidationFailed.of([field_error(field, f"{self.provider_id} has no bank {institution_id!r}")])
         return row
 
     async def institution_country(self, institution_id: str, ctx: CallContext | None = None) -> str | None:
@@ -181,7 +181,7 @@ class ObConnectAdapter(HubPayments, Adapter):
         if data.expires_at is not None and data.expires_at > utcnow() + _DEFAULT_VALIDITY:
             errors.append(field_error("expires_at", "at most 90 days ahead (PSD2)"))
         if errors:
-            raise _invalid(errors)
+            raise ValidationFailed.of(errors)
 
     async def create_consent(self, ctx: CallContext, consent: ConsentRecord, customer: CustomerRecord | None,
                              data: CreateConsentInput) -> ConnectLink:

@@ -29,10 +29,6 @@ from gateway.validation.body import field_error
 _DOMESTIC = {"GB": ("GBP", "uk_sort_code"), "PL": ("PLN", "iban")}
 
 
-def invalid(errors: list[dict[str, str]]) -> ValidationFailed:
-    return ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
-
-
 class HubPayments:
     provider_id: str
     settings: Any
@@ -93,17 +89,18 @@ class HubPayments:
         if len(data.reference) > 140:
             errors.append(field_error("reference", "at most 140 characters"))
         if errors:
-            raise invalid(errors)
+            raise ValidationFailed.of(errors)
 
     async def create_payment(self, ctx: CallContext, payment: PaymentRecord, data: PaymentInput) -> PaymentLink:
         bank = await self._aspsp(data.institution_id, ctx)
         country = str(bank.get("country"))
         if not self._offers(bank, pis.PAYMENT_CAPABILITIES[data.type]):
-            raise invalid([field_error("institution_id", f"{bank.get('name')} offers no {data.type} payments "
-                                                          f"through {self.provider_id}")])
+            raise ValidationFailed.of([field_error(
+                "institution_id", f"{bank.get('name')} offers no {data.type} payments through {self.provider_id}")])
         if data.type == "domestic" and _DOMESTIC.get(country, (None,))[0] != data.currency:
-            raise invalid([field_error("amount.currency", f"domestic payments at a bank in {country} are in "
-                                                           f"{_DOMESTIC.get(country, ('its own currency',))[0]}")])
+            currency = _DOMESTIC.get(country, ("its own currency",))[0]
+            raise ValidationFailed.of([field_error(
+                "amount.currency", f"domestic payments at a bank in {country} are in {currency}")])
         path = f"/payments/{pis.PAYMENT_PATHS[data.type]}-credit-transfers/consents"
         answer = await self.hub.post(ctx, path, {"payments": pis.payment_body(data, country=country)},
                                      operation="create_payment_consent", safe=False,
@@ -130,7 +127,7 @@ class HubPayments:
             return PaymentUpdate(status=PaymentStatus.REJECTED, upstream_status="RJCT",
                                  reason=f"the payer or the bank refused ({result['error']})")
         if not result.get("code"):
-            raise invalid([field_error("redirect_result", "carries neither a code nor an error")])
+            raise ValidationFailed.of([field_error("redirect_result", "carries neither a code nor an error")])
         # The redirect result is what the transfer presents as its authorisation: kept sealed until then.
         return PaymentUpdate(status=PaymentStatus.AUTHORISED, reason="the payer authorised it at the bank",
                              upstream={"authorization": self._seal(payment, urlencode(result))})
@@ -149,8 +146,8 @@ class HubPayments:
 
     async def get_payment(self, ctx: CallContext, payment: PaymentRecord) -> PaymentUpdate:
         if payment.provider_ref and payment.upstream.get("hub_consent_id"):
-            answer = await self.hub.post(ctx, self._path(payment, "/payment-status"), {"paymentId": payment.provider_ref},
-                                         operation="get_payment",
+            answer = await self.hub.post(ctx, self._path(payment, "/payment-status"),
+                                         {"paymentId": payment.provider_ref}, operation="get_payment",
                                          request_info={"aspspId": payment.upstream.get("aspsp_id"),
                                                        "tppRedirectURI": payment.redirect_uri,
                                                        "consentId": payment.upstream["hub_consent_id"]})

@@ -263,9 +263,9 @@ def error_from_response(status: int, body: Any, *, retry_after: float | None) ->
     elif code in ("ASPSP_NOT_FOUND", "SERVICE_NOT_SUPPORTED"):
         error = InstitutionNotSupported(f"the bank does not offer this through {PROVIDER}{said}.", **kwargs)
     elif code == "AUTHORIZATION_INVALID":
-        error = AuthorisationRefused(f"redirect_result: the bank does not accept it as the authorisation{said}", errors=[{"location": "body", "field": "redirect_result",
-                                                                      "message": "not accepted by the bank"}],
-                                     **kwargs)
+        error = AuthorisationRefused(
+            f"redirect_result: the bank does not accept it as the authorisation{said}",
+            errors=[{"location": "body", "field": "redirect_result", "message": "not accepted by the bank"}], **kwargs)
     elif code == "PAYMENT_NOT_FOUND":
         error = NotFound(f"{PROVIDER} does not know this payment{said}.", **kwargs)
     elif code == "INVALID_PAYMENT":

@@ -142,7 +142,7 @@ class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
             errors.append({"location": "body", "field": "institution_id",
                            "message": f"{self.provider_id} is itself the bank; name no institution"})
         if errors:
-            raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
 
     def _fapi_headers(self, ctx: CallContext) -> dict[str, str]:
         headers = {"x-fapi-interaction-id": ctx.request_id, "Accept": "application/json"}

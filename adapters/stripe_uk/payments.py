@@ -72,7 +72,7 @@ class PaymentsClient:
             errors.append({"location": "body", "field": "redirect_uri", "message": "must be one of the redirect URIs "
                            f"registered with {self.provider_id}: {', '.join(self.settings.redirect_uris)}"})
         if errors:
-            raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
 
     # --- plumbing ------------------------------------------------------------------------------------------------
     @property

@@ -42,7 +42,7 @@ def check_payment(data: PaymentInput) -> None:
     """Stripe's rules, as its documentation states them, before anything is sent."""
     errors = payment_problems(data)
     if errors:
-        raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
 
 
 def payment_problems(data: PaymentInput) -> list[dict[str, str]]:

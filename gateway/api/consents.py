@@ -1,6 +1,7 @@
 """Consents: create (→ authorisation_url), complete with the redirect result, get, list, revoke."""
 from __future__ import annotations
 
+import contextlib
 from datetime import date, datetime
 from urllib.parse import parse_qsl, urlsplit
 
@@ -104,8 +105,7 @@ async def create_consent(request: web.Request) -> web.Response:
     data = CreateConsentInput(redirect_uri=body.redirect_uri, institution_id=body.institution_id,
                               permissions=body.permissions, language=body.language,
                               previous_provider_ref=previous_ref, **limits)
-    missing = [p for p in body.permissions if p == "standing_orders" and "list_standing_orders" not in adapter.capabilities]
-    if missing:
+    if "standing_orders" in body.permissions and "list_standing_orders" not in adapter.capabilities:
         raise ValidationFailed("permissions: the provider offers no standing orders", errors=[
             {"location": "body", "field": "permissions", "message": f"{adapter.provider_id} offers no standing orders"}])
     await require_licence(state.config.licence, adapter, "AISP", body.institution_id, context(request, caller))
@@ -226,10 +226,9 @@ async def revoke_consent(request: web.Request) -> web.Response:
         return json_response(consent_view(record))  # already ended (revoked, expired, rejected): it stays as it ended
     customer = await state.store.get_customer(caller.tenant, record.customer_id) if record.customer_id else None
     if record.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED):
-        try:
+        # A provider that no longer knows the consent has ended it already: it is ended here all the same.
+        with contextlib.suppress(ConsentEndedUpstream):
             await adapter.revoke_consent(context(request, caller), record, customer)
-        except ConsentEndedUpstream:
-            pass  # the provider no longer knows it: it has ended there already; end it here too
     await apply_status(state, record, ConsentStatus.REVOKED, "revoked by the caller")
     return json_response(consent_view(record))
 

@@ -78,5 +78,5 @@ def check_registration(access_model: str, fields: dict[str, Any], *, configured_
         if problem is not None:
             errors.append({"location": "body", "field": name, "message": problem})
     if errors:
-        raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
     return given

@@ -45,7 +45,7 @@ def check_provider_rules(adapter: Adapter, data: PaymentInput) -> None:
     except ValidationFailed as exc:
         errors += exc.errors
     if errors:
-        raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
 
 
 def backoff(config: PaymentsConfig, attempts: int) -> timedelta:
