@@ -140,6 +140,14 @@ class ConsentUpdate:
 
 
 @attrs.frozen(slots=True)
+class ConnectionProblem:
+    """The end user's institution could not be reached or refused them (canonical event `connection.error`)."""
+    code: str  # the provider's own code or event type, e.g. "unableToConnect", "938"
+    message: str  # what went wrong, in words a product team can show or log (no personal data)
+    retryable: bool  # True when trying again later may work without the end user doing anything different
+
+
+@attrs.frozen(slots=True)
 class InboundEvent:
     """A provider webhook, verified and read by its adapter."""
     event_id: str
@@ -158,6 +166,15 @@ class InboundEvent:
     # A report the event is about, and its new state.
     report_ref: str | None = None
     report_status: ReportStatus | None = None
+    # The end user added accounts under the consent (canonical event `accounts.added`); the upstream account ids
+    # when the event lists them.
+    accounts_added: bool = False
+    added_account_refs: tuple[str, ...] = ()
+    # Connecting to the institution failed (canonical event `connection.error`).
+    connection_error: ConnectionProblem | None = None
+    # A payment the event is about, by its upstream payment id: the gateway reads its status from the provider at
+    # once (the event says it changed; the provider's status read says to what).
+    payment_ref: str | None = None
 
 
 @attrs.frozen(slots=True)
@@ -287,6 +304,8 @@ class Adapter:
     # --- inbound webhooks (POST /webhooks/<provider>[/<channel>]) ------------------------------------------------
     # The channels the provider calls: "" is POST /webhooks/<provider>, "x" is POST /webhooks/<provider>/x.
     webhook_channels: ClassVar[frozenset[str]] = frozenset()
+    # The status the gateway acknowledges a verified webhook with (OB event notifications expect 202).
+    webhook_ack_status: ClassVar[int] = 200
 
     def verify_webhook(self, headers: Any, body: bytes) -> None:
         """Raise Unauthenticated unless the request really comes from the provider (checked on the raw bytes)."""

@@ -1,5 +1,5 @@
-"""The `gateway` command: serve, check-config, providers, subscribe-notifications, onboard, certificates,
-hash-key."""
+"""The `gateway` command: serve, worker, check-config, providers, subscribe-notifications, onboard, certificates,
+hash-key, receive-events."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,31 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or config.server.port
     web.run_app(create_app(config), host=host, port=port, access_log=None, print=None,
                 shutdown_timeout=config.server.shutdown_grace_seconds)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """The event workers alone (webhook deliveries, consent expiry), beside gateway replicas that serve HTTP."""
+    import asyncio
+
+    from gateway.config import ConfigError, load_config
+    from gateway.events.worker import run_worker
+    from gateway.observability import configure_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(config.logging.format, config.logging.level)
+    asyncio.run(run_worker(config))
+    return 0
+
+
+def _receive_events(args: argparse.Namespace) -> int:
+    from gateway.events.receiver import run
+
+    run(args.port, args.secret_file)
     return 0
 
 
@@ -120,7 +145,9 @@ def _with_adapter(found: tuple, action: Any) -> tuple[int, Any]:  # type: ignore
         return 2, None
 
     async def run() -> Any:
-        store = open_store(config.store.url)
+        store = open_store(config.store.url, event_horizon_seconds=config.events.retry_horizon_seconds,
+                           pool_min_size=config.store.pool_min_size, pool_max_size=config.store.pool_max_size,
+                           schema=config.store.schema)
         upstreams = UpstreamFactory(Metrics())
         await store.open()
         try:
@@ -216,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
     serve.set_defaults(func=_serve)
+    worker = sub.add_parser("worker", help="run only the event workers (webhook deliveries, consent expiry)")
+    worker.add_argument("--config", default=DEFAULT_CONFIG, help=f"environment file (default {DEFAULT_CONFIG})")
+    worker.set_defaults(func=_worker)
+    receiver = sub.add_parser("receive-events", help="a local webhook endpoint that prints deliveries and checks "
+                                                     "their signatures (for trying subscriptions)")
+    receiver.add_argument("--port", type=int, default=9000)
+    receiver.add_argument("--secret-file", type=Path, help="file holding the subscription's whsec_ secret")
+    receiver.set_defaults(func=_receive_events)
     check = sub.add_parser("check-config", help="validate environment files; print every problem with its key path")
     check.add_argument("files", nargs="+", type=Path)
     check.set_defaults(func=_check_config)

@@ -47,6 +47,21 @@ class StoreConfig:
     # How long an account lookup may be served from memory; a write here clears it at once, another replica's
     # write is seen within this time. 0 turns the cache off.
     read_cache_seconds: float = 1.0
+    # PostgreSQL only: each process's connection pool (`gateway serve` and every `gateway worker` have their own).
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    # PostgreSQL only: the schema holding the gateway's tables, created if missing (default: the server's
+    # search_path, normally `public`).
+    schema: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool_min_size < 1:
+            raise ValueError("pool_min_size must be at least 1")
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError("pool_max_size must be at least pool_min_size")
+        if self.schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", self.schema):
+            raise ValueError("schema must be an SQL identifier: letters, digits and _, not starting with a digit, "
+                             "at most 63 characters")
 
 
 @attrs.frozen
@@ -139,6 +154,49 @@ class PaymentsConfig:
     reconcile_concurrency: int = attrs.field(default=8, validator=_at_least(1, "payments checked at once"))
 
 
+@attrs.frozen
+class EventsConfig:
+    """Canonical events: the outbox, the delivery worker and the subscriptions product teams register."""
+    # Run the delivery worker (and the consent expiry watcher) inside `gateway serve`. Turn off where separate
+    # `gateway worker` processes deliver instead.
+    worker_in_serve: bool = True
+    poll_interval_seconds: float = attrs.field(default=1.0, validator=_at_least(0.01, "seconds"))
+    concurrency: int = attrs.field(default=32, validator=_at_least(1, "deliveries at once"))
+    # At most this many deliveries to one subscription at once, so one slow subscriber holds few of the slots.
+    per_subscription_concurrency: int = attrs.field(default=4, validator=_at_least(1, "deliveries at once"))
+    request_timeout_seconds: float = attrs.field(default=10.0, validator=_at_least(0.05, "seconds"))
+    # A delivery claimed by a worker that died is picked up by another after this long.
+    lease_seconds: float = attrs.field(default=60.0, validator=_at_least(0.5, "seconds"))
+    # Retries: after a failed attempt n (1, 2, …) the next comes min(base × 2^(n−1), max) later, jittered by
+    # ±jitter of that, until `retry_horizon_seconds` after the event; then the delivery is dead-lettered.
+    retry_base_seconds: float = attrs.field(default=5.0, validator=_at_least(0.001, "seconds"))
+    retry_max_interval_seconds: float = attrs.field(default=6 * 3600.0, validator=_at_least(0.001, "seconds"))
+    retry_horizon_seconds: float = attrs.field(default=3 * 86400.0, validator=_at_least(0.01, "seconds"))
+    retry_jitter: float = attrs.field(default=0.2)
+    # When a signing secret is rotated, the old one keeps signing alongside the new for this long.
+    secret_overlap_seconds: float = attrs.field(default=86400.0, validator=_at_least(0, "seconds"))
+    # `consent.expiring` is emitted this long before a consent's expiry.
+    consent_expiring_lead_seconds: float = attrs.field(default=7 * 86400.0, validator=_at_least(0, "seconds"))
+    expiry_check_interval_seconds: float = attrs.field(default=60.0, validator=_at_least(0.01, "seconds"))
+    # Events stay readable at GET /v1/events this long (and at least until their deliveries are finished).
+    retention_seconds: float = attrs.field(default=30 * 86400.0, validator=_at_least(1, "seconds"))
+    # Subscription URLs: https only, and never a private, loopback or link-local address, unless allowed here
+    # (the local environment allows both so a laptop can receive its own events).
+    allow_http: bool = False
+    allow_private_targets: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.retry_jitter < 1:
+            raise ValueError("retry_jitter must be at least 0 and below 1")
+        if self.lease_seconds <= self.request_timeout_seconds:
+            raise ValueError("lease_seconds must be longer than request_timeout_seconds (a delivery still in flight "
+                             "would otherwise be claimed and sent again)")
+        if self.retention_seconds < self.retry_horizon_seconds:
+            raise ValueError("retention_seconds must be at least retry_horizon_seconds (events outlive retries)")
+        if self.retry_max_interval_seconds < self.retry_base_seconds:
+            raise ValueError("retry_max_interval_seconds must be at least retry_base_seconds")
+
+
 LICENCE_ROLES = frozenset({"AISP", "PISP"})
 
 
@@ -168,6 +226,7 @@ class GatewayConfig:
     source: str = "<memory>"
     payments: PaymentsConfig = PaymentsConfig()
     licence: LicenceConfig = LicenceConfig()
+    events: EventsConfig = EventsConfig()
 
     def enabled_adapters(self) -> dict[str, AdapterConfig]:
         return {pid: a for pid, a in self.adapters.items() if a.enabled}
@@ -263,7 +322,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
         problems.append(f"environment: must be one of {', '.join(sorted(ENVIRONMENTS))}")
         environment = "local"
     known_top = {"environment", "server", "store", "logging", "security", "callers", "adapters", "regions",
-                 "payments", "licence"}
+                 "payments", "licence", "events"}
     for key in data:
         if key not in known_top:
             problems.append(f"{key}: unknown key")
@@ -287,6 +346,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
     security = section("security", SecurityConfig)
     payments = section("payments", PaymentsConfig, PaymentsConfig())
     licence = section("licence", LicenceConfig, LicenceConfig())
+    events = section("events", EventsConfig, EventsConfig())
     callers: list[CallerConfig] = []
     for i, raw_caller in enumerate(data.get("callers") or []):
         try:
@@ -351,6 +411,12 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
             if how == "literal" and _is_secret_key(key):
                 problems.append(f"{key}: in {environment} a secret must come from ${{VAR}} or file:, not the file itself")
 
+    if environment in ("preprod", "production") and events is not None:
+        for key in ("allow_http", "allow_private_targets"):
+            if getattr(events, key):
+                problems.append(f"events.{key}: not allowed in {environment} (subscribers must be public https "
+                                "endpoints, so the gateway cannot be pointed at internal hosts)")
+
     if problems:
         raise ConfigError(problems)
     return GatewayConfig(
@@ -365,6 +431,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<memory>", environ: Mapp
         source=source,
         payments=payments,
         licence=licence,
+        events=events,
     )
 
 

@@ -160,6 +160,12 @@ class GatewayFault(GatewayError):
     status, code, title, source = 500, "internal_error", "Internal error", "gateway"
 
 
+class GatewayBusy(GatewayError):
+    """Another replica holds what this request needs (a lease) for longer than the request may wait."""
+    status, code, title, source, retryable = 503, "gateway_busy", "The gateway is busy with this resource", \
+        "gateway", True
+
+
 class GatewayCredentialsRejected(GatewayError):
     """The upstream refused the gateway's own credentials: an operator must fix the configuration."""
     status, code, title, source = 502, "gateway_credentials_rejected", "The provider rejected the gateway's credentials", "gateway"

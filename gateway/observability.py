@@ -215,6 +215,14 @@ class Metrics:
             "gateway_reconcile_checks", "Payments checked upstream by the reconciliation worker, by outcome.",
             ["provider", "outcome"], registry=self.registry,
         )
+        self.event_deliveries = Counter(
+            "gateway_event_deliveries", "Webhook delivery attempts to subscribers, by outcome "
+            "(delivered, retry, dead, gone).", ["outcome"], registry=self.registry,
+        )
+        self.events_emitted = Counter(
+            "gateway_events_emitted", "Canonical events announced by the consent expiry watcher, by type.",
+            ["type"], registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:

@@ -76,6 +76,11 @@ async def serve(aiohttp_client: Any, config: GatewayConfig) -> Any:
         # The port is free when chosen, but another test may take it before the server binds: choose again.
         port = unused_port()
         chosen = attrs.evolve(config, server=attrs.evolve(config.server, public_url=f"http://127.0.0.1:{port}"))
+        if attempt and config.store.url.startswith("sqlite:") and config.store.url.endswith(".db"):
+            # The failed attempt's app may have registered with its own simulator and stored that client: a
+            # fresh store, so the new simulator is not asked about a client it never issued.
+            chosen = attrs.evolve(chosen, store=attrs.evolve(config.store,
+                                                             url=config.store.url[:-3] + f"-retry{attempt}.db"))
         try:
             return await aiohttp_client(create_app(chosen), server_kwargs={"port": port})
         except OSError as exc:

@@ -28,6 +28,7 @@ from adapters.base import (
 from adapters.mastercard.adapter import MastercardPlatformAdapter, MastercardSettings
 from adapters.mastercard.region import AU
 from adapters.mastercard_au import translate as au
+from adapters.mastercard import webhooks as platform_hooks
 from adapters.mastercard_au import webhooks as hooks
 from adapters.mastercard_au.decisioning import DecisioningAndApplications
 from gateway.errors import (
@@ -305,7 +306,8 @@ class MastercardAUAdapter(DecisioningAndApplications, MastercardPlatformAdapter)
         if event_type == "INSTITUTIONS_ADDED" and receipt.get("consentReceiptId"):
             # The end user finished Connect: this authorises the consent awaiting it, with the receipt's terms.
             return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=payload,
-                                ref_kind="customer", consent_update=self._receipt_update(receipt))
+                                ref_kind="customer", consent_update=self._receipt_update(receipt),
+                                accounts_added=True, added_account_refs=tuple(au.active_account_refs(receipt)))
         if event_type in au.ENDING_EVENT_TYPES:
             forget = au.changed_account_refs(details)
             ending = au.ENDING_EVENT_TYPES[event_type]
@@ -332,13 +334,18 @@ class MastercardAUAdapter(DecisioningAndApplications, MastercardPlatformAdapter)
         customer_ref = str(body.get("customerId") or "")
         payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
         receipt_ref = payload.get("receiptId")
-        if event_type == "added" and receipt_ref and customer_ref:
+        added = event_type == "added"
+        refs = platform_hooks.added_account_refs(payload) if added else ()
+        problem = platform_hooks.connection_problem(event_type, payload)
+        if added and receipt_ref and customer_ref:
             # Accounts were added under a consent receipt: authorise the consent awaiting it, on the receipt's terms.
             receipt = await self.client.call("GET", f"/data-sharing-consents/{quote(str(receipt_ref), safe='')}",
                                              operation="get_consent_receipt")
             if isinstance(receipt, dict) and au.receipt_status(receipt) is ConsentStatus.AUTHORISED:
                 return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=body,
-                                    ref_kind="customer", consent_update=self._receipt_update(receipt))
+                                    ref_kind="customer", consent_update=self._receipt_update(receipt),
+                                    accounts_added=True, added_account_refs=refs)
         return InboundEvent(event_id=event_id, type=event_type, provider_ref=customer_ref, payload=body,
-                            ref_kind="customer")
+                            ref_kind="customer", accounts_added=added, added_account_refs=refs,
+                            connection_error=problem)
 

@@ -7,8 +7,12 @@ and ranges). Failures answer in the error shape the spec gives that operation: `
 `{code, status, message, user_message}` for data-sharing consents. The simulated end user's Connect page
 (`/connect/sim/...`) is not part of the upstream API and skips the gate.
 
-Out of process, the control routes of `adapters.sandbox_kit.server` apply, with actions `expire_tokens` and
-`reset_lockout`.
+The simulator sends real webhooks (Connect events to a link's `webhook`, report events to a report's `callbackUrl`;
+see `sandbox_events` and `sandbox_connect`) from background tasks, records every attempt in `deliveries`, and
+`wait_webhooks_idle()` waits for them. Reports are generated in the background too (`sandbox_reports`).
+
+Out of process, the control routes of `adapters.sandbox_kit.server` apply, with actions `expire_tokens`,
+`reset_lockout`, `fail_next_report`, `resend_last_connect_event` and `wait_webhooks_idle`.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.mastercard.sandbox_webhooks import SIGNATURE_MODES, Outbox
+from adapters.mastercard_us.sandbox_events import Notifier
 from adapters.mastercard_us.sandbox_handlers import (
     CONNECT_SIM, ROUTES, SANDBOX, FinicityError, invalid_field, json_response,
 )
@@ -54,7 +60,10 @@ _TOKEN_ALPHABET = string.ascii_letters + string.digits
 class MastercardUSSandbox(SimulatorBase):
     def __init__(self, *, partner_id: str = "1445585709680", partner_secret: str = "sandbox-partner-secret",
                  app_key: str = "sandbox-app-key", token_ttl: float = 7200.0, seed: int = 7,
-                 now: Callable[[], datetime] | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, retry_scale: float = 0.001, report_delay: float = 0.2,
+                 connect_signature: str = "compact") -> None:
+        if connect_signature not in SIGNATURE_MODES:
+            raise ValueError(f"connect_signature must be one of {', '.join(SIGNATURE_MODES)}")
         self.partner_id = partner_id
         self.partner_secret = partner_secret
         self.app_key = app_key
@@ -64,6 +73,13 @@ class MastercardUSSandbox(SimulatorBase):
         self.spec = OpenAPISpec.load(SPEC_PATH, SPEC_PATCHES)
         self.faults = FaultInjector(error_body=self._fault_body, on_expired_token=self.expire_tokens)
         self.calls = CallLog()
+        self.retry_scale = retry_scale  # multiplies the webhook retry schedules
+        self.report_delay = report_delay  # seconds a report stays inProgress
+        self.connect_signature = connect_signature  # "compact" (the provider's sample) or "raw"
+        self.deliveries: list[dict[str, Any]] = []  # every webhook attempt: kind, url, event, status, attempt
+        self.outbox = Outbox(self.deliveries, name="mastercard-us")
+        self.notify = Notifier(self)
+        self.fail_reports = 0  # how many of the next reports fail
         self.connect_link_ttl = 7200.0  # seconds a Connect link stays usable
         self.live_balance_calls = 0  # billable: successful calls to availableBalance/live
         self.failed_authentications = 0
@@ -75,14 +91,32 @@ class MastercardUSSandbox(SimulatorBase):
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def _build_app(self) -> web.Application:
-        app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate],
-                        actions={"expire_tokens": self.expire_tokens, "reset_lockout": self.reset_lockout})
+        actions = {name: getattr(self, name) for name in (
+            "expire_tokens", "reset_lockout", "fail_next_report", "resend_last_connect_event", "wait_webhooks_idle")}
+        app = build_app(faults=self.faults, calls=self.calls, middlewares=[self._gate], actions=actions)
         app[SANDBOX] = self
         for method, template, handler in ROUTES:
             app.router.add_route(method, template, handler)
         return app
 
+    async def stop(self) -> None:
+        """Stop serving; queued webhooks and reports in progress are cancelled."""
+        await self.outbox.close()
+        await super().stop()
+
     # --- test controls ---------------------------------------------------------------------------------------
+    def fail_next_report(self) -> None:
+        """The next report requested ends in status failure."""
+        self.fail_reports += 1
+
+    def resend_last_connect_event(self) -> None:
+        """Send the last Connect event again: the same bytes, eventId and signature."""
+        self.notify.resend_last_connect()
+
+    async def wait_webhooks_idle(self) -> None:
+        """Return once every queued webhook is delivered or given up (and every report in progress is done)."""
+        await self.outbox.idle()
+
     def expire_tokens(self) -> None:
         """Every token issued so far answers 10023 from now on."""
         self._tokens = dict.fromkeys(self._tokens, float("-inf"))

@@ -1,4 +1,6 @@
-"""Request handlers of the Finicity simulator, one per upstream operation, plus the simulated end user's Connect page.
+"""Request handlers of the Finicity simulator, one per upstream operation: customers, institutions, accounts,
+transactions and data-sharing consents here; Connect (with the simulated end user's pages) in `sandbox_connect`,
+consumers and reports in `sandbox_reports`. `ROUTES` lists them all.
 
 By the time a handler runs, the simulator's gate has authenticated the call and checked it against the spec, so
 required parameters are present and well-typed. Handlers raise `FinicityError`; the gate renders it in the error
@@ -7,55 +9,31 @@ shape the spec gives that operation.
 from __future__ import annotations
 
 import re
-import secrets
-import time
 from typing import Any
-from urllib.parse import urlencode
 
-import orjson
 from aiohttp import web
 
-from adapters.sandbox_kit import with_query
-
-from adapters.mastercard_us.sandbox_data import DEPOSIT_TYPES, INSTITUTIONS, PROFILES
+from adapters.mastercard_us.sandbox_common import (
+    SANDBOX, FinicityError, customer_of, invalid_field, json_response, world_of,
+)
+from adapters.mastercard_us.sandbox_connect import CONNECT_ROUTES, CONNECT_SIM
+from adapters.mastercard_us.sandbox_data import DEPOSIT_TYPES, INSTITUTIONS
+from adapters.mastercard_us.sandbox_reports import REPORT_ROUTES
 from adapters.mastercard_us.sandbox_world import (
-    Account, ConnectLink, Customer, World, account_json, balance_json, consent_json, date_key, owner_json,
+    Account, Customer, World, account_json, balance_json, consent_json, date_key, owner_json,
 )
 
-SANDBOX: web.AppKey[Any] = web.AppKey("mastercard_us_sandbox")
+__all__ = ["CONNECT_SIM", "ROUTES", "SANDBOX", "FinicityError", "invalid_field", "json_response"]
+
 USERNAME = re.compile(r"[A-Za-z0-9!@.#$%&*_\-+]{6,255}")
-CONNECT_SIM = "/connect/sim/"
-DEFAULT_PROFILE = "profile_03"
-DEFAULT_TEST_INSTITUTION = 102105
-
-
-class FinicityError(Exception):
-    """An upstream error answer: HTTP status, the upstream's code and message, and any further body fields."""
-
-    def __init__(self, http_status: int, code: str, message: str, /, **fields: Any) -> None:
-        super().__init__(f"{http_status} {code} {message}")
-        self.http_status, self.code, self.message, self.fields = http_status, code, message, fields
-
-
-def invalid_field(message: str) -> FinicityError:
-    return FinicityError(400, "10010", message, status="400", user_message="One or more of the fields could not be "
-                         "validated. Please ensure you have entered the correct data.")
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _world(request: web.Request) -> World:
-    return request.app[SANDBOX].world
+    return world_of(request)
 
 
 def _customer(world: World, customer_id: str) -> Customer:
-    customer = world.customers.get(customer_id)
-    if customer is None:
-        raise FinicityError(404, "10002", "Customer ID was not found.", status="404",
-                            title="Customer ID was not found.", user_message="Customer ID was not found.")
-    return customer
+    return customer_of(world, customer_id)
 
 
 def _account(request: web.Request) -> Account:
@@ -119,120 +97,6 @@ async def get_institution(request: web.Request) -> web.Response:
     if institution is None:
         raise FinicityError(404, "14006", "Institution not found.")
     return json_response({"institution": institution.to_json()})
-
-
-# --- Connect ----------------------------------------------------------------------------------------------------
-async def _generate(request: web.Request, kind: str) -> web.Response:
-    sandbox, body = request.app[SANDBOX], await request.json()
-    world = sandbox.world
-    if body["partnerId"] != sandbox.partner_id:
-        raise invalid_field("Partner ID does not match the Finicity-App-Token")
-    if body["customerId"] not in world.customers:
-        raise invalid_field("Customer ID does not exist or does not belong to this partner")
-    institution_id = body.get("institutionId")
-    if kind == "lite" and institution_id not in INSTITUTIONS:
-        raise invalid_field("Institution ID does not exist")
-    webhook = None
-    if body.get("webhook"):
-        webhook = {"url": body["webhook"], "contentType": body.get("webhookContentType", "application/json"),
-                   "data": body.get("webhookData"), "headers": body.get("webhookHeaders")}
-    link = ConnectLink(secrets.token_hex(16), body["customerId"], kind, institution_id, body.get("redirectUri"),
-                       webhook, time.monotonic() + sandbox.connect_link_ttl)
-    world.links[link.id] = link
-    params = {"customerId": link.customer_id, "origin": "url", "partnerId": sandbox.partner_id,
-              "signature": secrets.token_hex(32), "timestamp": str(int(time.time() * 1000)),
-              "ttl": str(int((time.time() + sandbox.connect_link_ttl) * 1000))}
-    if kind == "lite":
-        params.update(institutionId=str(institution_id), type="lite")
-    return json_response({"link": f"{request.scheme}://{request.host}{CONNECT_SIM}{link.id}?{urlencode(params)}"})
-
-
-async def generate_connect_url(request: web.Request) -> web.Response:
-    return await _generate(request, "standard")
-
-
-async def generate_lite_connect_url(request: web.Request) -> web.Response:
-    return await _generate(request, "lite")
-
-
-def _sim_error(status: int, error: str, message: str) -> web.Response:
-    return json_response({"error": error, "message": message}, status)
-
-
-def _open_link(world: World, link_id: str) -> ConnectLink | web.Response:
-    link = world.links.get(link_id)
-    if link is None:
-        return _sim_error(404, "unknown_link", "No Connect session has this id.")
-    if link.used or time.monotonic() >= link.expires_at:
-        return _sim_error(410, "link_expired", "This Connect link was already used or has expired.")
-    return link
-
-
-def _choices(world: World, link: ConnectLink) -> list[int]:
-    if link.institution_id is not None:
-        return [link.institution_id]
-    testing = world.customers[link.customer_id].type == "testing"
-    return [i.id for i in INSTITUTIONS.values() if i.test == testing]
-
-
-def _defaults(world: World, link: ConnectLink) -> dict[str, str]:
-    choices = _choices(world, link)
-    institution = DEFAULT_TEST_INSTITUTION if DEFAULT_TEST_INSTITUTION in choices else choices[0]
-    return {"institution_id": str(institution), "username": DEFAULT_PROFILE, "outcome": "approve"}
-
-
-async def connect_page(request: web.Request) -> web.Response:
-    """What the end user would see: who is connecting, the banks on offer, the test logins, how to finish."""
-    world = _world(request)
-    link = _open_link(world, request.match_info["link_id"])
-    if isinstance(link, web.Response):
-        return link
-    customer = world.customers[link.customer_id]
-    return json_response({
-        "linkId": link.id, "type": link.kind, "customerId": customer.id, "customerType": customer.type,
-        "institutions": [{"id": str(i), "name": INSTITUTIONS[i].name} for i in _choices(world, link)],
-        "testProfiles": [{"username": p.username, "password": p.password,
-                          "accounts": [{"type": a.type, "name": a.name} for a in p.accounts]}
-                         for p in PROFILES.values()],
-        "redirectUri": link.redirect_uri, "expiresIn": max(0, int(link.expires_at - time.monotonic())),
-        "complete": {"method": "POST", "url": str(request.url.with_query(None)), "body": _defaults(world, link),
-                     "outcomes": ["approve", "reject"]},
-    })
-
-
-async def connect_complete(request: web.Request) -> web.Response:
-    """The end user signs in at the bank and approves (or leaves): accounts are linked and a receipt is made."""
-    world = _world(request)
-    link = _open_link(world, request.match_info["link_id"])
-    if isinstance(link, web.Response):
-        return link
-    raw = await request.read()
-    try:
-        choice = {**_defaults(world, link), **{k: str(v) for k, v in (orjson.loads(raw) if raw else {}).items()}}
-    except (orjson.JSONDecodeError, AttributeError):
-        return _sim_error(400, "invalid_body", "Expected a JSON object: institution_id, username, outcome.")
-    if choice["outcome"] not in ("approve", "reject"):
-        return _sim_error(400, "invalid_outcome", "outcome must be approve or reject.")
-    if choice["outcome"] == "reject":
-        link.used = True
-        return json_response({"outcome": "reject", "redirect_to": _redirect(link, code="100", reason="exited")})
-    if not choice["institution_id"].isdigit() or int(choice["institution_id"]) not in _choices(world, link):
-        return _sim_error(400, "institution_not_available",
-                          "This customer cannot connect that institution (testing customers use FinBank test "
-                          "institutions, active customers the others).")
-    if choice["username"] not in PROFILES:
-        return _sim_error(400, "invalid_credentials", f"Unknown test profile; use one of {', '.join(PROFILES)}.")
-    consent = world.link_profile(link.customer_id, int(choice["institution_id"]), choice["username"])
-    link.used = True
-    return json_response({
-        "outcome": "approve", "redirect_to": _redirect(link, code="200", reason="done"),
-        "customerId": link.customer_id, "institutionId": choice["institution_id"],
-        "institutionLoginId": str(consent.login_id), "accounts": consent.account_ids, "consentReceiptId": consent.id,
-    })
-
-
-def _redirect(link: ConnectLink, **params: str) -> str | None:
-    return with_query(link.redirect_uri, **params) if link.redirect_uri else None
 
 
 # --- accounts ---------------------------------------------------------------------------------------------------
@@ -351,15 +215,13 @@ async def revoke_consent(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-# (method, path template exactly as in the spec, handler)
+# (method, path template exactly as in the spec, handler); the simulated end user's pages are under CONNECT_SIM
 ROUTES: tuple[tuple[str, str, Any], ...] = (
     ("POST", "/aggregation/v2/partners/authentication", create_token),
     ("POST", "/aggregation/v2/customers/testing", add_testing_customer),
     ("POST", "/aggregation/v2/customers/active", add_active_customer),
     ("GET", "/institution/v2/institutions", list_institutions),
     ("GET", "/institution/v2/institutions/{institutionId}", get_institution),
-    ("POST", "/connect/v2/generate", generate_connect_url),
-    ("POST", "/connect/v2/generate/lite", generate_lite_connect_url),
     ("GET", "/aggregation/v1/customers/{customerId}/accounts", list_accounts),
     ("GET", "/aggregation/v2/customers/{customerId}/accounts/{accountId}", get_account),
     ("GET", "/aggregation/v1/customers/{customerId}/accounts/{accountId}/availableBalance", get_available_balance),
@@ -372,6 +234,4 @@ ROUTES: tuple[tuple[str, str, Any], ...] = (
     ("GET", "/data-sharing-consents", list_consents),
     ("GET", "/data-sharing-consents/{consent_receipt_id}", get_consent),
     ("DELETE", "/data-sharing-consents/{consent_receipt_id}", revoke_consent),
-    ("GET", CONNECT_SIM + "{link_id}", connect_page),
-    ("POST", CONNECT_SIM + "{link_id}", connect_complete),
-)
+) + CONNECT_ROUTES + REPORT_ROUTES

@@ -1,4 +1,5 @@
-"""The Finicity simulator's mutable state: customers, linked accounts, consent receipts, Connect links.
+"""The Finicity simulator's mutable state: customers, linked accounts, consent receipts, Connect links, consumers and
+reports.
 
 Handlers change the world only through these methods, and read it through the `*_json` views, which render the
 upstream's response shapes. A revoked consent receipt takes its accounts out of every account call.
@@ -113,6 +114,30 @@ class ConnectLink:
     used: bool = False
 
 
+@attrs.define
+class Consumer:
+    """The person a customer's reports are about: one per customer, never deleted."""
+    id: str
+    customer_id: str
+    fields: dict[str, Any]  # as created (firstName, lastName, state, …)
+    created: int
+
+
+@attrs.define
+class Report:
+    id: str
+    request_id: str
+    customer_id: str
+    consumer_id: str
+    type: str  # the platform's report type: voa | voi | cfrp
+    created: int
+    constraints: dict[str, Any]  # as the acknowledgement shows them: accountIds, fromDate, …
+    account_ids: list[str]
+    callback_url: str | None
+    status: str = "inProgress"  # inProgress | success | failure
+    document: dict[str, Any] | None = None  # the finished report's own fields
+
+
 class World:
     def __init__(self, *, seed: int, partner_id: str, now: Callable[[], datetime]) -> None:
         self.seed = seed
@@ -123,6 +148,8 @@ class World:
         self.accounts: dict[str, Account] = {}
         self.consents: dict[str, Consent] = {}
         self.links: dict[str, ConnectLink] = {}
+        self.consumers: dict[str, Consumer] = {}  # by customer id
+        self.reports: dict[str, Report] = {}
         self._books: dict[str, Book] = {}
         self._live: dict[str, dict[str, Any]] = {}
         self._next_customer = 1005061300
@@ -138,6 +165,10 @@ class World:
 
     def now_epoch(self) -> int:
         return int(self.now().timestamp())
+
+    def token(self, length: int, alphabet: str = "abcdefghijklmnopqrstuvwxyz0123456789") -> str:
+        """A random id in the upstream's style (report ids, consumer ids), from the seeded generator."""
+        return "".join(self.rng.choice(alphabet) for _ in range(length))
 
     # --- customers -------------------------------------------------------------------------------------------
     def username_taken(self, username: str) -> bool:

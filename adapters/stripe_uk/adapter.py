@@ -6,10 +6,14 @@ by Dynamic Client Registration (`gateway.onboarding.dcr`), authenticates at the 
 the end user to the ASPSP with a signed request object, and trusts the redirect result only after verifying its
 ID token (`gateway.connectivity.fapi`). The consent's access and refresh tokens are kept sealed (AES-GCM) with the
 consent, renewed before they expire, and a renewal that fails on an ASPSP fault keeps the refresh token.
+
+At start the gateway subscribes to the bank's event notifications (`subscriptions.py`), so a payment's status change
+or an account holder's revocation at the bank reaches it without polling (`POST /webhooks/stripe-uk`, `events.py`).
 """
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from adapters.stripe_uk import translate as ob
 from adapters.stripe_uk.oauth import OAuthClient
 from adapters.stripe_uk.payments import PaymentsClient
 from adapters.stripe_uk.settings import StripeUKSettings, resolve_material
+from adapters.stripe_uk.subscriptions import EventsClient
 from gateway.certificates.keys import SigningKey, client_ssl_context
 from gateway.connectivity.client import UpstreamClient, UpstreamResponse
 from gateway.connectivity.tokens import TokenBroker
@@ -38,6 +43,7 @@ from gateway.errors import (
 from gateway.models import ConnectLink, ConsentStatus, Page, Transaction
 from gateway.models.time import parse_upstream_time
 from gateway.onboarding.dcr import Registrar
+from gateway.store.lease import LeaseBusy, held
 from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord
 
 log = structlog.get_logger("gateway.stripe_uk")
@@ -46,7 +52,7 @@ _STATUSES = {"Authorised": ConsentStatus.AUTHORISED, "AwaitingAuthorisation": Co
              "Rejected": ConsentStatus.REJECTED, "Revoked": ConsentStatus.REVOKED}
 
 
-class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
+class StripeUKAdapter(EventsClient, PaymentsClient, OAuthClient, Adapter):
     provider_id = "stripe-uk"
     regions = frozenset({"GB"})
     settings_type = StripeUKSettings
@@ -71,6 +77,8 @@ class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
         self._consent_locks: dict[str, asyncio.Lock] = {}
         self.registrar: Registrar | None = None
         self.registration_problem: str | None = None
+        self.events_problem: str | None = None
+        self._jwks_fetched_at = -math.inf  # monotonic time of the last JWKS fetch an event notification caused
 
     @staticmethod
     def certificate_paths(settings: StripeUKSettings) -> list[tuple[str, Path]]:
@@ -99,6 +107,16 @@ class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
                                payment_timeline=tuple(s.sandbox_payment_timeline))
 
     async def start(self) -> None:
+        # Replicas starting together register and subscribe one after another: the first registers, the others
+        # find its registration stored (otherwise the bank would hold a client per replica, all but one orphaned).
+        try:
+            async with held(self.store, f"{self.provider_id}:start", ttl=120.0, wait=120.0):
+                await self._start()
+        except LeaseBusy as exc:
+            self.registration_problem = str(exc)
+            log.error("client_not_registered", provider=self.provider_id, error=str(exc))
+
+    async def _start(self) -> None:
         if self.settings.register_on_start:
             try:
                 outcome, registration = await self.register_client(None)
@@ -107,6 +125,17 @@ class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
             except (GatewayError, LookupError) as exc:
                 self.registration_problem = str(exc)
                 log.error("client_not_registered", provider=self.provider_id, error=str(exc))
+        if self.settings.subscribe_events and self.webhook_url() is not None:
+            try:
+                outcome, subscription = await self.subscribe_events()
+                self.events_problem = None
+                log.info("events_subscribed", provider=self.provider_id, outcome=outcome,
+                         subscription_id=subscription.get("EventSubscriptionId"),
+                         callback_url=subscription.get("CallbackUrl"))
+            except (GatewayError, LookupError) as exc:
+                # Start anyway: everything works by polling; health shows it until a restart subscribes.
+                self.events_problem = str(exc)
+                log.error("events_not_subscribed", provider=self.provider_id, error=str(exc))
 
     def signing_keys(self) -> list[SigningKey]:
         return [self.material.signing]
@@ -115,6 +144,8 @@ class StripeUKAdapter(PaymentsClient, OAuthClient, Adapter):
         out = self.upstream.health()
         if self.registration_problem is not None:
             out["registration"] = f"not registered: {self.registration_problem}"
+        if self.events_problem is not None:
+            out["event_notifications"] = f"not subscribed: {self.events_problem}"
         return out
 
     # --- onboarding ----------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from gateway.errors import (
 )
 from gateway.models import ConsentStatus
 from gateway.onboarding.dcr import ClientProfile, Registrar
+from gateway.store.lease import held
 from gateway.store.records import ConsentRecord
 
 _RENEW_MARGIN = 30.0  # seconds before an access token's expiry when it is renewed
@@ -223,7 +224,9 @@ class OAuthClient:
         if tokens["access_token"] != stale and tokens["expires_at"] - _RENEW_MARGIN > time.time():
             return str(tokens["access_token"])
         lock = self._consent_locks.setdefault(consent.id, asyncio.Lock())
-        async with lock:
+        # One renewal at a time in this process (the lock) and across replicas (the store's lease): the bank
+        # rotates the refresh token, so two renewals with the same one would leave one replica holding a dead token.
+        async with lock, held(self.store, f"{self.provider_id}:consent-tokens:{consent.tenant}:{consent.id}"):
             fresh = await self.store.get_consent(consent.tenant, consent.id)
             if fresh is None or fresh.status is not ConsentStatus.AUTHORISED:
                 raise ConsentEndedUpstream("the consent has ended")

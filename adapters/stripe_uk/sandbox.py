@@ -1,16 +1,20 @@
 """A simulated Stripe UK ASPSP: an OpenID Provider with DCR v3.2 and the Open Banking v3.1.2 resource server for
-account information (AIS) and domestic payment initiation (PIS).
+account information (AIS), domestic payment initiation (PIS) and event notifications (event subscriptions, and
+real-time notifications sent to the subscriber: `sandbox_events`).
 
 The gateway's embedded environment and its tests run against this over HTTPS with mutual TLS, as they would against
 Stripe. `adapters/stripe_uk/UPSTREAM.md` is the contract both sides follow. One gate runs before every handler:
-the client certificate check on /register, /token and the AIS and PIS paths (the TLS layer already verified any
-certificate against `client_ca`; here it must be present), then for AIS and PIS the bearer token, the operation's
-security scheme and the spec check of `upstream-ais-openapi.yaml` / `upstream-pis-openapi.yaml` (and for the PIS
-POSTs the request's detached JWS). Failures answer in the shape of the endpoint: OAuth JSON for the authorisation
-server, OBErrorResponse1 for AIS and PIS. Discovery, /jwks and /authorize need no client certificate. Every JSON
-answer on a PIS path, error or not, carries an `x-jws-signature` made with the ASPSP key that /jwks publishes.
+the client certificate check on /register, /token and the AIS, PIS and event-subscription paths (the TLS layer
+already verified any certificate against `client_ca`; here it must be present), then for those resources the bearer
+token, the operation's security scheme and the spec check of `upstream-ais-openapi.yaml` / `upstream-pis-openapi.yaml`
+/ `upstream-events-openapi.yaml` (and for the PIS POSTs and the event-subscription POST and PUT the request's
+detached JWS). Failures answer in the shape of the endpoint: OAuth JSON for the authorisation server,
+OBErrorResponse1 for the Open Banking resources. Discovery, /jwks and /authorize need no client certificate. Every
+JSON answer on a PIS or event-subscription path, error or not, carries an `x-jws-signature` made with the ASPSP key
+that /jwks publishes.
 
-Out of process, the control routes of `adapters.sandbox_kit.server` apply, with the action `expire_access_tokens`.
+Out of process, the control routes of `adapters.sandbox_kit.server` apply, with the action `expire_access_tokens`,
+and `POST /_sandbox/psu/account-access-consents/{ConsentId}/revoke` (the PSU revokes a consent in the bank's app).
 """
 from __future__ import annotations
 
@@ -28,22 +32,26 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from adapters.sandbox_kit import CallLog, FaultInjector, OpenAPISpec, SandboxServer, SimulatorBase, build_app
-from adapters.sandbox_kit.calllog import is_control_path
-from adapters.stripe_uk import sandbox_ais, sandbox_dcr, sandbox_oauth, sandbox_pis
+from adapters.sandbox_kit.calllog import CONTROL_PREFIX, is_control_path
+from adapters.stripe_uk import sandbox_ais, sandbox_dcr, sandbox_events, sandbox_oauth, sandbox_pis
 from adapters.stripe_uk.sandbox_ais import AIS_BASE
 from adapters.stripe_uk.sandbox_data import DEFAULT_PSU
+from adapters.stripe_uk.sandbox_events import EVENTS_BASE, RETRY_DELAYS, SUBSCRIPTIONS_PATH, Notifier
 from adapters.stripe_uk.sandbox_http import (
     CLIENT_CERT, SANDBOX, SIGNATURE_HEADER, BearerError, Detail, OAuthError, OBError, cert_thumbprint, challenge,
     ob_error_body, peer_certificate, status_phrase,
 )
 from adapters.stripe_uk.sandbox_jose import ALG, sign_detached
 from adapters.stripe_uk.sandbox_pis import PIS_BASE
-from adapters.stripe_uk.sandbox_world import AccessToken, Client, Consent, Payment, PaymentConsent, World
+from adapters.stripe_uk.sandbox_world import (
+    AccessToken, Client, Consent, EventSubscription, Payment, PaymentConsent, World,
+)
 
 HERE = Path(__file__).parent
 AIS_SPEC_PATH = HERE / "upstream-ais-openapi.yaml"
 DCR_SPEC_PATH = HERE / "upstream-dcr-openapi.yaml"
 PIS_SPEC_PATH = HERE / "upstream-pis-openapi.yaml"
+EVENTS_SPEC_PATH = HERE / "upstream-events-openapi.yaml"
 ASPSP_ORG_ID = "0015800001HQQrZAAX"  # the simulated ASPSP's directory organisation: `iss` of its signatures
 # The v3.1.2 swagger offers OBAccount4 and OBTransaction5 as `oneOf` Basic / Detail. Neither variant forbids other
 # properties and Detail only adds optional ones (OBAccount4Detail adds a required Account), so every transaction and
@@ -59,7 +67,12 @@ MTLS_MESSAGE = "a client certificate is required (mutual TLS)"
 
 def _ob_resource(path: str) -> bool:
     """An Open Banking resource path: OBErrorResponse1 errors and an echoed x-fapi-interaction-id."""
-    return path.startswith(AIS_BASE) or path.startswith(PIS_BASE)
+    return path.startswith(AIS_BASE) or path.startswith(PIS_BASE) or _signed(path)
+
+
+def _signed(path: str) -> bool:
+    """A path whose JSON answers the bank signs (x-jws-signature): PIS and event subscriptions."""
+    return path.startswith(PIS_BASE) or path.startswith(SUBSCRIPTIONS_PATH)
 
 
 def _needs_mtls(path: str) -> bool:
@@ -84,7 +97,8 @@ class StripeUKSandbox(SimulatorBase):
     def __init__(self, *, server_cert: Path, server_key: Path, client_ca: Path, directory_jwks: dict,
                  keystore: dict[str, dict], seed: int = 23, now: Callable[[], datetime] | None = None,
                  access_token_ttl: float = 300.0, refresh_token_ttl: float = 7776000.0,
-                 code_ttl: float = 60.0, payment_timeline: tuple[float, float] = (1.0, 3.0)) -> None:
+                 code_ttl: float = 60.0, payment_timeline: tuple[float, float] = (1.0, 3.0),
+                 event_retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.server_cert, self.server_key, self.client_ca = Path(server_cert), Path(server_key), Path(client_ca)
         self.directory_jwks = directory_jwks
         self.keystore = keystore
@@ -96,11 +110,15 @@ class StripeUKSandbox(SimulatorBase):
         self.spec = OpenAPISpec.load(AIS_SPEC_PATH, AIS_SPEC_PATCHES)
         self.dcr_spec = OpenAPISpec.load(DCR_SPEC_PATH)
         self.pis_spec = OpenAPISpec.load(PIS_SPEC_PATH)
+        self.events_spec = OpenAPISpec.load(EVENTS_SPEC_PATH)
         self.aspsp_org_id = ASPSP_ORG_ID
         # seconds after submission a payment leaves Pending, then settles (read when a payment is submitted)
         self.payment_timeline = _timeline(payment_timeline)
         self.reject_payments = False  # True: payments submitted from now on are Rejected after t1
         self.tamper_response_signatures = False  # True: PIS answers carry a signature that does not match the body
+        self.events = Notifier(self)  # real-time event notifications to the subscribers' CallbackUrls
+        self.event_retry_delays = tuple(event_retry_delays)  # seconds between delivery attempts of a notification
+        self.forge_events = False  # True: notifications are signed with a key the bank never published
         self.faults = FaultInjector(error_body=self._fault_body, on_expired_token=self.expire_access_tokens)
         self.calls = CallLog()
         self.default_psu = DEFAULT_PSU  # whose accounts the simulated PSU page offers unless the POST names one
@@ -123,11 +141,16 @@ class StripeUKSandbox(SimulatorBase):
                         actions={"expire_access_tokens": self.expire_access_tokens})
         app[SANDBOX] = self
         for routes, prefix in ((sandbox_oauth.ROUTES, ""), (sandbox_dcr.ROUTES, ""), (sandbox_ais.ROUTES, AIS_BASE),
-                               (sandbox_pis.ROUTES, PIS_BASE)):
+                               (sandbox_pis.ROUTES, PIS_BASE), (sandbox_events.ROUTES, EVENTS_BASE)):
             for method, template, handler in routes:
                 app.router.add_route(method, prefix + template, handler)
+        app.router.add_post(CONTROL_PREFIX + "psu/account-access-consents/{ConsentId}/revoke", self._psu_revokes)
         app.on_response_prepare.append(self._sign_answer)
         return app
+
+    async def stop(self) -> None:
+        await self.events.close()  # pending notifications and payment timelines end with the bank
+        await super().stop()
 
     @property
     def issuer(self) -> str:
@@ -164,9 +187,34 @@ class StripeUKSandbox(SimulatorBase):
         """The consent's ExpirationDateTime becomes now: data calls answer 403, refreshing answers invalid_grant."""
         self.world.consents[consent_id].expiration = self.now()
 
-    def revoke_consent(self, consent_id: str) -> None:
-        """As if the PSU revoked the consent at the ASPSP."""
-        self.world.set_status(self.world.consents[consent_id], "Revoked")
+    @property
+    def event_subscriptions(self) -> dict[str, EventSubscription]:
+        return self.world.event_subscriptions
+
+    def revoke_consent(self, consent_id: str) -> list[dict[str, Any]]:
+        """As if the PSU revoked the consent in the bank's app: it is Revoked, and the TPP's event subscription
+        hears of it (the claims of the notifications queued; none when it was already Revoked)."""
+        consent = self.world.consents[consent_id]
+        if consent.status == "Revoked":
+            return []
+        self.world.set_status(consent, "Revoked")
+        return self.events.consent_revoked(consent.client_id, consent_id)
+
+    async def _psu_revokes(self, request: web.Request) -> web.Response:
+        consent_id = request.match_info["ConsentId"]
+        if consent_id not in self.world.consents:
+            return web.json_response({"error": f"no account-access consent {consent_id!r}"}, status=404)
+        return web.json_response({"revoked": consent_id, "notified": len(self.revoke_consent(consent_id))})
+
+    async def wait_events_idle(self) -> None:
+        """Return once every event notification queued so far is delivered or given up, and every payment that
+        was moving along its timeline has reached its last status."""
+        await self.events.idle()
+
+    def sign_event(self, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+        """Any claims signed as the bank signs its event notifications (tests craft bad ones with it)."""
+        return jwt.encode({"alg": ALG, "kid": self.kid, "typ": "JWT", **(header or {})}, claims, self.signing_key,
+                          algorithms=[ALG])
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [{**self.signing_key.as_dict(private=False), "kid": self.kid, "use": "sig", "alg": ALG}]}
@@ -180,10 +228,11 @@ class StripeUKSandbox(SimulatorBase):
         return sign_detached(body, self.signing_key, self.kid, self.aspsp_org_id, self.clock())
 
     async def _sign_answer(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Sign every JSON answer on a PIS path just before it is sent: the handlers' answers, the gate's errors and
-        injected faults alike, over the bytes that go on the wire. With `tamper_response_signatures` the signature
-        is made over other bytes, so a client that checks it must refuse the answer."""
-        if not request.path.startswith(PIS_BASE) or not isinstance(response, web.Response):
+        """Sign every JSON answer on a PIS or event-subscription path just before it is sent: the handlers' answers,
+        the gate's errors and injected faults alike, over the bytes that go on the wire. With
+        `tamper_response_signatures` the signature is made over other bytes, so a client that checks it must refuse
+        the answer."""
+        if not _signed(request.path) or not isinstance(response, web.Response):
             return
         body = response.body
         if response.content_type != "application/json" or not isinstance(body, bytes) or not body:
@@ -235,6 +284,8 @@ class StripeUKSandbox(SimulatorBase):
                 response = await sandbox_ais.gate(self, request, handler)
             elif request.path.startswith(PIS_BASE):
                 response = await sandbox_pis.gate(self, request, handler)
+            elif request.path.startswith(SUBSCRIPTIONS_PATH):
+                response = await sandbox_events.gate(self, request, handler)
             else:
                 response = await handler(request)
         except (OAuthError, BearerError, OBError) as err:

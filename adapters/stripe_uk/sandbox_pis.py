@@ -74,8 +74,9 @@ def _check_token_kind(world: World, token: AccessToken, psu: bool) -> None:
         raise insufficient_scope("the access token was not issued for a domestic payment consent")
 
 
-def _check_signature(sandbox: Any, request: web.Request, token: AccessToken, body: bytes) -> None:
-    """The TPP's detached JWS over the exact body bytes, by a key its software statement's JWKS publishes."""
+def check_request_signature(sandbox: Any, request: web.Request, token: AccessToken, body: bytes) -> None:
+    """The TPP's detached JWS over the exact body bytes, by a key its software statement's JWKS publishes (PIS and
+    event-subscription requests alike)."""
     client = sandbox.world.clients[token.client_id]
     try:
         jwks = sandbox.software_jwks(client.jwks_endpoint)
@@ -103,7 +104,7 @@ async def gate(sandbox: Any, request: web.Request,
         raise problems_error(problems)
     request[TOKEN] = token
     if body is not None and op.method == "POST":
-        _check_signature(sandbox, request, token, body)
+        check_request_signature(sandbox, request, token, body)
         request[BODY] = orjson.loads(body)
     return await handler(request)
 
@@ -281,6 +282,7 @@ async def create_payment(request: web.Request) -> web.Response:
         _matches_consent(body, consent)
         rejected = sandbox.reject_payments or _amount(consent) > _available(world, consent)
         payment = world.add_payment(consent, sandbox.payment_timeline, rejected)
+        sandbox.events.payment_submitted(payment)  # its status changes are notified as they happen
         return 201, payment_json(sandbox, payment, 0.0)
 
     return _once(request, CREATE_PAYMENT, create)

@@ -1,5 +1,5 @@
 """The Stripe UK simulator's state: registered clients, account-access and payment consents, payments, codes and
-tokens, seen JWT ids, and the answers remembered for idempotency keys.
+tokens, seen JWT ids, the answers remembered for idempotency keys, and event subscriptions.
 
 Two clocks, on purpose. Banking facts (consent dates, transactions, balances, consent expiry, payment dates) use the
 injected `now`, so tests can pin the data. Token lifetimes, idempotency records and a payment's progress use the
@@ -123,6 +123,17 @@ class Payment:
 
 
 @attrs.define
+class EventSubscription:
+    """Where a TPP (one registered client) wants real-time event notifications, and which (None: every type the bank
+    sends)."""
+    subscription_id: str
+    client_id: str
+    callback_url: str
+    version: str
+    event_types: tuple[str, ...] | None
+
+
+@attrs.define
 class RememberedAnswer:
     """The first 201 answer given for an idempotency key, and the request body (as parsed JSON) it answered."""
     request: Any
@@ -180,6 +191,7 @@ class World:
         self.codes: dict[str, AuthCode] = {}
         self.payment_consents: dict[str, PaymentConsent] = {}
         self.payments: dict[str, Payment] = {}
+        self.event_subscriptions: dict[str, EventSubscription] = {}
         # (client_id, operation, x-idempotency-key) -> the answer; insertion order is expiry order (one TTL)
         self.idempotency: dict[tuple[str, str, str], RememberedAnswer] = {}
         self._jtis: dict[str, float] = {}  # "<what>:<iss>:<jti>" -> wall-clock time it may be forgotten
@@ -242,6 +254,16 @@ class World:
         self.set_status(consent, "Consumed")
         return payment
 
+    # --- event subscriptions -----------------------------------------------------------------------------------
+    def add_event_subscription(self, client_id: str, callback_url: str, version: str,
+                               event_types: tuple[str, ...] | None) -> EventSubscription:
+        subscription = EventSubscription(f"es-{uuid.uuid4().hex}", client_id, callback_url, version, event_types)
+        self.event_subscriptions[subscription.subscription_id] = subscription
+        return subscription
+
+    def subscriptions_of(self, client_id: str) -> list[EventSubscription]:
+        return [s for s in self.event_subscriptions.values() if s.client_id == client_id]
+
     # --- idempotency ---------------------------------------------------------------------------------------------
     def remembered(self, scope: tuple[str, str, str]) -> RememberedAnswer | None:
         """The live answer remembered for (client_id, operation, key), forgetting those past their lifetime."""
@@ -290,9 +312,10 @@ class World:
             token.expires_at = float("-inf")
 
     def remove_client(self, client_id: str) -> None:
-        """The client and everything issued to it: tokens, codes and account-access consents. Its payment consents
-        and payments stay, as a bank keeps its record of money moved (nobody can reach them without the client)."""
+        """The client and everything issued to it: tokens, codes, account-access consents and event subscriptions.
+        Its payment consents and payments stay, as a bank keeps its record of money moved (nobody can reach them
+        without the client)."""
         self.clients.pop(client_id, None)
-        for table in (self.access_tokens, self.refresh_tokens, self.codes, self.consents):
+        for table in (self.access_tokens, self.refresh_tokens, self.codes, self.consents, self.event_subscriptions):
             for key in [k for k, v in table.items() if v.client_id == client_id]:
                 del table[key]

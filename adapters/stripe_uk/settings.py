@@ -5,6 +5,7 @@ from pathlib import Path
 
 import attrs
 
+from adapters.stripe_uk.events import EVENT_TYPES
 from gateway.certificates.keys import SigningKey, load_signing_key
 from gateway.onboarding.dcr import AUTH_METHODS
 from gateway.secrets import Secret
@@ -32,6 +33,14 @@ class StripeUKSettings:
     jws_trust_anchor: str = "openbanking.org.uk"
     verify_response_signatures: bool = True
     aspsp_signing_issuer: str | None = None
+    # Event notifications (OB Event Notification API): subscribe at start (when the gateway has a public URL) to
+    # these event types in this notification version, under events_path; refuse notifications issued longer ago
+    # than event_max_age seconds (the bank retries one for a while; replays are recognised by their jti anyway).
+    subscribe_events: bool = True
+    events_path: str = "/open-banking/v3.1"
+    event_version: str = "3.1"
+    event_types: tuple[str, ...] = EVENT_TYPES
+    event_max_age: float = attrs.field(default=86400.0, validator=attrs.validators.gt(0))
     # Payments through this adapter move real money (tagged `live` in their records).
     live: bool = False
     sandbox_access_token_ttl: float = 300.0

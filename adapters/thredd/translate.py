@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from adapters.base import InboundEvent
+from adapters.base import ConnectionProblem, InboundEvent
 from adapters.mastercard import details as finicity_details
 from adapters.mastercard import translate as finicity
 from adapters.mastercard.region import MastercardRegion
@@ -133,4 +133,15 @@ def inbound_event(body: bytes) -> InboundEvent:
     if status is ConsentStatus.REAUTHENTICATION_REQUIRED:
         reason = "the institution refused the end user's credentials; connect again"
     return InboundEvent(event_id=event_id, type=kind, provider_ref=customer, payload=event, consent_status=status,
-                        reason=reason)
+                        reason=reason, accounts_added=kind == "added", connection_error=CONNECTION_PROBLEMS.get(kind))
+
+
+# Connect events that mean the end user's institution could not be connected (canonical `connection.error`).
+CONNECTION_PROBLEMS: dict[str, ConnectionProblem] = {
+    "unableToConnect": ConnectionProblem(
+        "unableToConnect", "the institution could not be reached; the end user may try again later", True),
+    "institutionNotFound": ConnectionProblem(
+        "institutionNotFound", "the end user's institution is not supported; it cannot be connected", False),
+    "invalidCredentials": ConnectionProblem(
+        "invalidCredentials", "the institution refused the end user's credentials; they must connect again", False),
+}

@@ -1,6 +1,7 @@
 """The application factory: routes, middleware, and the resources an app owns for its lifetime."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from typing import AsyncIterator
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from adapters.base import load_adapter_class
 from gateway.api import (
-    accounts, applications, consents, customers, onboarding, ops, payments, providers, reports, webhooks,
+    accounts, applications, consents, customers, events, onboarding, ops, payments, providers, reports, webhooks,
 )
 from gateway.api.idempotency import idempotent
 from gateway.api.cursor import CursorCodec
@@ -19,12 +20,16 @@ from gateway.api.state import STATE, GatewayState
 from gateway.config import GatewayConfig
 from gateway.connectivity.client import UpstreamFactory
 from gateway.observability import Metrics, configure_logging
+from gateway.events.worker import start_event_workers
 from gateway.payments.reconcile import Reconciler
 from gateway.store import open_store
 from gateway.validation.access import CallerDirectory
 from gateway.vault import Vault
 
 log = structlog.get_logger("gateway")
+# The workers' stop, begun when shutdown begins (`_begin_stopping`) and awaited in `_lifecycle`'s cleanup; a holder
+# set up with the app, since a running app's own keys are not to be changed.
+WORKERS_STOPPING = web.AppKey("workers_stopping", list)
 
 
 def add_routes(app: web.Application) -> None:
@@ -72,6 +77,15 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/payments/{payment_id}/complete", idempotent(payments.complete_payment))
     r.add_post("/v1/payments/{payment_id}/submit", idempotent(payments.submit_payment))
     r.add_get("/v1/payments/{payment_id}/funds-confirmation", payments.funds_confirmation)
+    r.add_post("/v1/webhook-subscriptions", idempotent(events.create_subscription, sealed=True))
+    r.add_get("/v1/webhook-subscriptions", events.list_subscriptions)
+    r.add_get("/v1/webhook-subscriptions/{subscription_id}", events.get_subscription)
+    r.add_patch("/v1/webhook-subscriptions/{subscription_id}", events.update_subscription)
+    r.add_delete("/v1/webhook-subscriptions/{subscription_id}", events.delete_subscription)
+    r.add_post("/v1/webhook-subscriptions/{subscription_id}/rotate-secret", idempotent(events.rotate_secret, sealed=True))
+    r.add_get("/v1/events", events.list_events)
+    r.add_get("/v1/events/{event_id}", events.get_event)
+    r.add_post("/v1/events/{event_id}/redeliver", idempotent(events.redeliver_event))
     r.add_post("/webhooks/{provider}", webhooks.receive)
     r.add_post("/webhooks/{provider}/{channel}", webhooks.receive)
 
@@ -83,7 +97,10 @@ def create_app(config: GatewayConfig) -> web.Application:
     id_key = hmac.new(config.security.id_key.reveal().encode(), b"gateway-ids-v1", hashlib.sha256).digest()
     state = GatewayState(
         config=config,
-        store=open_store(config.store.url, read_cache_seconds=config.store.read_cache_seconds),
+        store=open_store(config.store.url, read_cache_seconds=config.store.read_cache_seconds,
+                         event_horizon_seconds=config.events.retry_horizon_seconds,
+                         pool_min_size=config.store.pool_min_size, pool_max_size=config.store.pool_max_size,
+                         schema=config.store.schema),
         metrics=metrics,
         upstreams=UpstreamFactory(metrics),
         callers=CallerDirectory(config.callers),
@@ -91,9 +108,30 @@ def create_app(config: GatewayConfig) -> web.Application:
         id_key=id_key,
     )
     app[STATE] = state
+    app[WORKERS_STOPPING] = []
     add_routes(app)
+    app.on_shutdown.append(_begin_stopping)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+async def _stop_workers(state: GatewayState, grace: float) -> None:
+    """Stop every worker at once: deliveries in flight get `grace` seconds, then are cut off and their claims
+    handed back (so another replica sends them now, not after the lease)."""
+    await asyncio.gather(*(w.stop() if w is state.reconciler else w.stop(grace) for w in state.workers))
+    state.workers.clear()
+    state.reconciler = None
+
+
+async def _begin_stopping(app: web.Application) -> None:
+    """Shutdown begins (SIGTERM): the server has stopped listening and is about to give the requests in flight
+    `server.shutdown_grace_seconds`. The workers stop in that same grace, alongside, not after it, so the process
+    ends within the grace."""
+    state = app[STATE]
+    state.ready = False
+    if not app[WORKERS_STOPPING]:
+        app[WORKERS_STOPPING].append(asyncio.create_task(
+            _stop_workers(state, state.config.server.shutdown_grace_seconds), name="stop-workers"))
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -101,6 +139,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     config = state.config
     await state.store.open()
     vault = Vault(state.store, config.security.encryption_key) if config.security.encryption_key else None
+    state.vault = vault
     try:
         for provider, adapter_config in config.enabled_adapters().items():
             cls = load_adapter_class(provider)
@@ -123,13 +162,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         reconciler = Reconciler(state)  # also purges expired idempotency keys, so it runs even when not reconciling
         reconciler.start()
         state.workers.append(reconciler)
+        state.reconciler = reconciler
+        if config.events.worker_in_serve:
+            state.workers.extend(start_event_workers(state.store, vault, config, state.metrics, name="serve"))
         state.ready = True
         yield
     finally:
         state.ready = False
-        for worker in state.workers:
-            await worker.stop()
-        state.workers.clear()
+        for stopping in app[WORKERS_STOPPING]:
+            await stopping
+        await _stop_workers(state, config.server.shutdown_grace_seconds)  # any left (shutdown never began)
         for adapter in state.adapters.values():
             await adapter.close()
         await state.upstreams.close()

@@ -146,9 +146,7 @@ async def get_consent(request: web.Request) -> web.Response:
 async def apply_status(state: GatewayState, record: ConsentRecord, status: ConsentStatus, reason: str | None) -> None:
     """Record a consent state learned upstream; a consent that ended loses everything stored from it."""
     record.set_status(status, reason, utcnow())
-    await state.store.update_consent(record)
-    if status.is_final:
-        await state.store.delete_consent_data(record.tenant, record.id)
+    await state.store.forget_accounts(record, ())  # one transaction: the status, the deletion, the event
 
 
 _LIST_PARAMS = frozenset({"customer_id", "limit", "cursor"})

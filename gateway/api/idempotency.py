@@ -35,7 +35,7 @@ import hashlib
 import secrets
 import time
 from datetime import timedelta
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import attrs
 import orjson
@@ -89,14 +89,22 @@ def fingerprint(method: str, path: str, raw: bytes, caller: str = "") -> str:
     return digest.hexdigest()
 
 
-def _replay(stored: IdempotencyRecord) -> web.Response:
-    response = web.Response(body=stored.body, status=stored.status or 200,
+_SEALED_SCOPE = "idempotent-responses"
+
+
+def _replay(stored: IdempotencyRecord, vault: Any = None) -> web.Response:
+    body = stored.body
+    if vault is not None and body is not None:
+        body = vault.open(_SEALED_SCOPE, f"{stored.tenant}/{stored.key}", body).encode()
+    response = web.Response(body=body, status=stored.status or 200,
                             headers={"Content-Type": stored.content_type or "application/json",
                                      "Idempotent-Replayed": "true"})
     return response
 
 
-def idempotent(handler: Handler, *, required: bool = False) -> Handler:
+def idempotent(handler: Handler, *, required: bool = False, sealed: bool = False) -> Handler:
+    """`sealed`: the kept response carries a secret shown once (a webhook signing secret), so it is kept sealed
+    by the vault, like every other secret at rest."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
         key = request.headers.get(HEADER)
         if key is None:
@@ -127,7 +135,7 @@ def idempotent(handler: Handler, *, required: bool = False) -> Handler:
                                                                           "header")])
             if stored.state == "done":
                 metrics.count(metrics.idempotency, "replayed")
-                return _replay(stored)
+                return _replay(stored, state.vault if sealed else None)
             if time.monotonic() >= deadline:
                 metrics.count(metrics.idempotency, "in_progress")
                 raise RequestInProgress(f"a request with this {HEADER} is still being processed; retry shortly "
@@ -157,9 +165,12 @@ def idempotent(handler: Handler, *, required: bool = False) -> Handler:
         if held.finished:
             return response
         if 200 <= response.status < 300 and isinstance(response, web.Response) and isinstance(response.body, bytes):
+            kept = response.body
+            if sealed:
+                kept = state.vault.seal(_SEALED_SCOPE, f"{tenant}/{key}", kept.decode())
             try:
                 await state.store.finish_idempotency_key(
-                    held.response(response.status, response.body, response.content_type or "application/json"))
+                    held.response(response.status, kept, response.content_type or "application/json"))
             except LostIdempotencyClaim:
                 raise RequestInProgress(f"another request with this {HEADER} took over while this one ran long; "
                                         "retry for its response", retry_after=1) from None

@@ -30,7 +30,12 @@ class GatewayState:
     sandboxes: dict[str, Any] = attrs.field(factory=dict)
     payment_locks: KeyedLocks = attrs.field(factory=KeyedLocks)
     workers: list[Any] = attrs.field(factory=list)
+    reconciler: Any = None
+    vault: Any = None  # gateway.vault.Vault when security.encryption_key is set  # gateway.payments.reconcile.Reconciler, once started
     ready: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self.payment_locks.store = self.store  # payment operations hold a lease across replicas too
 
     def adapter(self, provider: str) -> Adapter:
         try:

@@ -14,6 +14,9 @@ from gateway.api.render import json_response
 from adapters.base import InboundEvent
 from gateway.api.state import PROVIDER, GatewayState
 from gateway.errors import NotFound
+from gateway.events import canonical
+from gateway.events.canonical import EventRecord
+from gateway.ids import IdMinter
 from gateway.models import ConsentStatus, ReportStatus
 from gateway.models.time import utcnow
 from gateway.store.records import ConsentRecord, InboundEventRecord, ReportRecord
@@ -49,7 +52,10 @@ async def receive(request: web.Request) -> web.Response:
     event = await adapter.receive_webhook(channel, request.headers, body)
     consent = await _consent_named(state, provider, event)
     changed = None
-    if consent is not None:
+    # An event naming the customer changes only the consent awaiting the end user; about a live consent it is
+    # announced (accounts added, a connection error) but never re-points it to another receipt.
+    if consent is not None and (event.ref_kind != "customer"
+                                or consent.status is ConsentStatus.AWAITING_AUTHORISATION):
         changed = _apply(consent, event)
     report = await _report_named(state, provider, event)
     tenant = consent.tenant if consent else report.tenant if report else None
@@ -58,8 +64,38 @@ async def receive(request: web.Request) -> web.Response:
         tenant=tenant, consent_id=consent.id if consent else None,
     )
     forget = event.forget_account_refs if changed is not None else ()
-    fresh = await state.store.record_inbound_event(record, changed, forget_account_refs=forget, report=report)
-    return json_response({"received": True, "duplicate": not fresh})
+    fresh = await state.store.record_inbound_event(record, changed, forget_account_refs=forget, report=report,
+                                                   events=_announced(state, consent, event))
+    if fresh and event.payment_ref:
+        await _check_payments(state, provider, event.payment_ref)
+    response = json_response({"received": True, "duplicate": not fresh}, status=adapter.webhook_ack_status)
+    interaction = request.headers.get("x-fapi-interaction-id")
+    if interaction and len(interaction) <= 100 and interaction.isprintable():
+        response.headers["x-fapi-interaction-id"] = interaction  # FAPI: echoed to the sender
+    return response
+
+
+def _announced(state: GatewayState, consent: ConsentRecord | None, event: InboundEvent) -> list[EventRecord]:
+    """Canonical events the webhook carries beyond a state change (those the store derives from the change)."""
+    if consent is None:
+        return []
+    out = []
+    if event.accounts_added:
+        minter = IdMinter(state.id_key, consent.tenant, consent.id)
+        out.append(canonical.accounts_added(consent, sorted(minter.account(ref)
+                                                            for ref in event.added_account_refs)))
+    if event.connection_error is not None:
+        problem = event.connection_error
+        out.append(canonical.connection_error(consent, problem.code, problem.message, problem.retryable))
+    return out
+
+
+async def _check_payments(state: GatewayState, provider: str, payment_ref: str) -> None:
+    """The provider says a payment changed: read its status now (the reconciler records the transition and its
+    event). A payment already final, or unknown here, needs nothing."""
+    for payment in await state.store.find_payments_by_ref(provider, payment_ref):
+        if not payment.status.is_final and state.reconciler is not None:
+            state.reconciler.check_soon(payment)
 
 
 async def _consent_named(state: GatewayState, provider: str, event: InboundEvent) -> ConsentRecord | None:
@@ -68,12 +104,17 @@ async def _consent_named(state: GatewayState, provider: str, event: InboundEvent
     if event.ref_kind == "customer":
         # The event names the upstream customer: it is about that customer's newest consent still awaiting the
         # end user (or, for events about an authorised consent, the newest one).
+        latest = None
         for customer in await state.store.find_customers_by_ref(provider, event.provider_ref):
             found = await state.store.list_consents(customer.tenant, customer_id=customer.id, limit=20, after=None)
             waiting = [c for c in found if c.status is ConsentStatus.AWAITING_AUTHORISATION]
             if waiting:
                 return waiting[0]
-        return None
+            live = [c for c in found if c.status in (ConsentStatus.AUTHORISED, ConsentStatus.REAUTHENTICATION_REQUIRED)]
+            latest = latest or (live[0] if live else None)
+        # None waits for the end user: the event is about the newest live consent (its redirect result may have
+        # been completed before the provider's webhook arrived, or the end user connected more accounts later).
+        return latest
     consents = await state.store.find_consents_by_ref(provider, event.provider_ref)
     return consents[0] if consents else None
 

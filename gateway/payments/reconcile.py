@@ -24,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.models.payments import PaymentStatus
 from gateway.models.time import utcnow
 from gateway.payments import service
+from gateway.store.lease import LeaseBusy
 from gateway.store.records import PaymentRecord
 
 log = structlog.get_logger("gateway.reconcile")
@@ -37,12 +38,15 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self._gate = asyncio.Semaphore(self.config.reconcile_concurrency)
         self.rounds = 0
+        self._soon: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="payments-reconciler")
 
     async def stop(self) -> None:
+        for task in list(self._soon):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -67,6 +71,12 @@ class Reconciler:
                 log.exception("reconcile_round_failed")
             await asyncio.sleep(self.config.reconcile_tick_seconds)
 
+    def check_soon(self, record: PaymentRecord) -> None:
+        """Check one payment now, outside the schedule (a provider event says it changed)."""
+        task = asyncio.create_task(self._guarded(record), name=f"reconcile-{record.id}")
+        self._soon.add(task)
+        task.add_done_callback(self._soon.discard)
+
     async def run_once(self, limit: int = 200) -> int:
         """Check every due payment once; how many were checked."""
         due = await self.state.store.due_payments(utcnow(), limit)
@@ -78,10 +88,12 @@ class Reconciler:
     async def _guarded(self, record: PaymentRecord) -> None:
         async with self._gate:
             try:
-                async with self.state.payment_locks.hold(record.id):
+                async with self.state.payment_locks.hold(record.id, wait=0.0):
                     fresh = await self.state.store.get_payment(record.tenant, record.id)
                     if fresh is not None and fresh.version == record.version:
                         await self.check(fresh)
+            except LeaseBusy:
+                log.debug("reconcile_payment_busy", payment_id=record.id)  # another replica is on it
             except Exception:
                 log.exception("reconcile_payment_failed", payment_id=record.id)
 

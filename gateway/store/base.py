@@ -1,5 +1,8 @@
 """The store interface. Every read takes the tenant: a record of another tenant does not exist for the caller.
 
+Writes that change a consent's status, a report's status or a payment's status also write the canonical event
+that change means (gateway.events.canonical), in the same transaction: neither exists without the other.
+
 Backends (SQLite now, PostgreSQL for scale-out) implement exactly these methods; nothing above the store knows
 which one runs. Each method is atomic on its own.
 """
@@ -7,12 +10,17 @@ from __future__ import annotations
 
 import abc
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from gateway.models.payments import PaymentTransition
 from gateway.store.records import (
     AccountRecord, ApplicationRecord, ConsentRecord, CustomerRecord, IdempotencyRecord, IdempotentResponse,
     InboundEventRecord, PaymentRecord, ReportRecord,
 )
+
+
+if TYPE_CHECKING:  # gateway.events builds on the store's records: named here for the annotations only
+    from gateway.events.canonical import Claimed, DeliveryRecord, EventRecord, SubscriptionRecord
 
 
 class Store(abc.ABC):
@@ -77,9 +85,11 @@ class Store(abc.ABC):
         """Delete everything stored from a consent (accounts, their cached data, reports). Returns rows removed."""
 
     @abc.abstractmethod
-    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...]) -> int:
+    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...], *,
+                              expected_updated_at: datetime | None = None) -> int | None:
         """In one transaction: write the consent and delete what was stored from the accounts it no longer covers
-        (everything, when it has ended). Returns rows removed."""
+        (everything, when it has ended), with the events that means. Returns rows removed; with
+        `expected_updated_at`, None and nothing written when someone changed the consent since."""
 
     # reports
     @abc.abstractmethod
@@ -127,10 +137,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None, *,
                                    forget_account_refs: tuple[str, ...] = (),
-                                   report: ReportRecord | None = None) -> bool:
+                                   report: ReportRecord | None = None,
+                                   events: list[EventRecord] | None = None) -> bool:
         """In one transaction: keep the event and, with it, the consent's new state (deleting what a consent that
-        ended leaves behind, or the accounts in `forget_account_refs`) and the report's new state. False, and
-        nothing written, when the event was already received."""
+        ended leaves behind, or the accounts in `forget_account_refs`), the report's new state, the canonical
+        events those changes mean and `events`. False, and nothing written, when the event was already received."""
 
     @abc.abstractmethod
     async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]: ...
@@ -181,3 +192,84 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def purge_idempotency_keys(self, now: datetime) -> int:
         """Delete keys past their expiry; returns how many."""
+
+    @abc.abstractmethod
+    async def find_payments_by_ref(self, provider: str, provider_ref: str) -> list[PaymentRecord]:
+        """Payments of any tenant with this upstream payment id (provider events carry no tenant)."""
+
+    # events, the outbox and webhook subscriptions (gateway.events)
+    event_listeners: list[Any]  # callables told, on the event loop, that this process wrote events
+
+    @abc.abstractmethod
+    async def emit_events(self, events: list[EventRecord]) -> None:
+        """Write events that record no state change of their own, with their deliveries."""
+
+    @abc.abstractmethod
+    async def list_events(self, tenant: str, *, after_seq: int, limit: int, types: tuple[str, ...] = (),
+                          delivery_status: str | None = None) -> list[EventRecord]:
+        """Oldest first after `after_seq`; with `delivery_status`, only events with a delivery in that state."""
+
+    @abc.abstractmethod
+    async def get_event(self, tenant: str, event_id: str) -> EventRecord | None: ...
+
+    @abc.abstractmethod
+    async def event_deliveries(self, tenant: str, seqs: list[int]) -> dict[int, list[DeliveryRecord]]: ...
+
+    @abc.abstractmethod
+    async def insert_subscription(self, record: SubscriptionRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_subscription(self, tenant: str, subscription_id: str) -> SubscriptionRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_subscriptions(self, tenant: str, *, limit: int,
+                                 after: tuple[str, str] | None) -> list[SubscriptionRecord]:
+        """Newest first, like list_consents."""
+
+    @abc.abstractmethod
+    async def update_subscription(self, record: SubscriptionRecord, *, expected_updated_at: datetime) -> bool:
+        """Write it only if nobody changed it since `expected_updated_at`."""
+
+    @abc.abstractmethod
+    async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
+        """Delete it and its deliveries still queued; False when there was none."""
+
+    @abc.abstractmethod
+    async def claim_deliveries(self, owner: str, now: datetime, lease_until: datetime, limit: int, *,
+                               per_subscription: int, busy: dict[str, int]) -> list[Claimed]:
+        """Claim due deliveries of enabled subscriptions (in order per order key where the subscription asked),
+        skipping those another worker holds, at most `per_subscription` in flight per subscription."""
+
+    @abc.abstractmethod
+    async def finish_delivery(self, delivery: DeliveryRecord, owner: str, *,
+                              disable_reason: str | None = None) -> bool:
+        """Record an attempt's outcome while `owner` still holds the claim (False if it lost it)."""
+
+    @abc.abstractmethod
+    async def release_deliveries(self, owner: str) -> int: ...
+
+    @abc.abstractmethod
+    async def redeliver(self, tenant: str, event: EventRecord, subscription_ids: list[str], now: datetime,
+                        horizon_at: datetime) -> int: ...
+
+    @abc.abstractmethod
+    async def purge_events(self, before: datetime) -> int: ...
+
+    @abc.abstractmethod
+    async def consents_expiring(self, until: datetime, limit: int) -> list[ConsentRecord]: ...
+
+    @abc.abstractmethod
+    async def consents_past_expiry(self, now: datetime, limit: int) -> list[ConsentRecord]: ...
+
+    @abc.abstractmethod
+    async def announce_expiring(self, tenant: str, consent_id: str, expires_at: datetime, event: EventRecord) -> bool:
+        """Record the consent.expiring event once per consent and expiry time; False when announced before."""
+
+    # leases: one holder at a time across processes and replicas (e.g. renewing a consent's tokens)
+    @abc.abstractmethod
+    async def try_lease(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+        """Take (or, for its holder, extend) the lease `name` until `until`; True when `owner` holds it now. A
+        lease whose time ran out is free."""
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, owner: str) -> None: ...

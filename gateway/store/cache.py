@@ -58,7 +58,72 @@ class _PaymentsPassThrough:
         return await self.inner.purge_idempotency_keys(*args, **kw)
 
 
-class CachedStore(_PaymentsPassThrough, Store):
+class _EventsPassThrough:
+    """Events, subscriptions and deliveries are never cached: workers of every replica share them."""
+    inner: Store
+
+    async def find_payments_by_ref(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.find_payments_by_ref(*args, **kw)
+
+    async def emit_events(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.emit_events(*args, **kw)
+
+    async def list_events(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.list_events(*args, **kw)
+
+    async def get_event(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.get_event(*args, **kw)
+
+    async def event_deliveries(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.event_deliveries(*args, **kw)
+
+    async def insert_subscription(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.insert_subscription(*args, **kw)
+
+    async def get_subscription(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.get_subscription(*args, **kw)
+
+    async def list_subscriptions(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.list_subscriptions(*args, **kw)
+
+    async def update_subscription(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.update_subscription(*args, **kw)
+
+    async def delete_subscription(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.delete_subscription(*args, **kw)
+
+    async def claim_deliveries(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.claim_deliveries(*args, **kw)
+
+    async def finish_delivery(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.finish_delivery(*args, **kw)
+
+    async def release_deliveries(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.release_deliveries(*args, **kw)
+
+    async def redeliver(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.redeliver(*args, **kw)
+
+    async def purge_events(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.purge_events(*args, **kw)
+
+    async def consents_expiring(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.consents_expiring(*args, **kw)
+
+    async def consents_past_expiry(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.consents_past_expiry(*args, **kw)
+
+    async def announce_expiring(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.announce_expiring(*args, **kw)
+
+    async def try_lease(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.try_lease(*args, **kw)
+
+    async def release_lease(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.release_lease(*args, **kw)
+
+
+class CachedStore(_EventsPassThrough, _PaymentsPassThrough, Store):
     def __init__(self, inner: Store, ttl: float, *, max_entries: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
@@ -166,17 +231,19 @@ class CachedStore(_PaymentsPassThrough, Store):
         finally:
             self.invalidate()
 
-    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...]) -> int:
-        return await self._writing(self.inner.forget_accounts(consent, account_refs))
+    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...], *,
+                              expected_updated_at: datetime | None = None) -> int | None:
+        return await self._writing(self.inner.forget_accounts(consent, account_refs,
+                                                              expected_updated_at=expected_updated_at))
 
     async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:
         return await self.inner.find_consents_by_ref(provider, provider_ref)
 
     async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None, *,
                                    forget_account_refs: tuple[str, ...] = (),
-                                   report: ReportRecord | None = None) -> bool:
+                                   report: ReportRecord | None = None, events: list[Any] | None = None) -> bool:
         return await self._writing(self.inner.record_inbound_event(
-            event, consent, forget_account_refs=forget_account_refs, report=report))
+            event, consent, forget_account_refs=forget_account_refs, report=report, events=events))
 
     # Reports, applications and provider secrets are not on the hot path: straight to the store.
     async def insert_report(self, record: ReportRecord) -> None:

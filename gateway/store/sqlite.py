@@ -18,9 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 import orjson
 
-from gateway.models import ConsentStatus, CustomerType
+from gateway.models import ConsentStatus, CustomerType, ReportStatus
 from gateway.models.serialize import dumps
 from gateway.store.base import Store
+from gateway.events import canonical
+from gateway.events.canonical import EventRecord
+from gateway.store.sqlite_events import EventsOutbox, emit
 from gateway.store.sqlite_payments import PaymentsAndKeys
 from gateway.store.sqlite_records import ReportsApplicationsSecrets
 from gateway.store.sqlite_schema import MIGRATIONS, dt as _dt, ts as _ts
@@ -66,12 +69,38 @@ def _forget(db: sqlite3.Connection, tenant: str, consent_id: str, final: bool,
     return removed
 
 
+def _write_report(db: sqlite3.Connection, report: ReportRecord) -> list[EventRecord]:
+    """Write a report's new state; the events it means."""
+    row = db.execute("SELECT status FROM reports WHERE tenant = ? AND id = ?", (report.tenant, report.id)).fetchone()
+    if row is None:
+        return []
+    db.execute("UPDATE reports SET status = ?, updated_at = ?, status_reason = ? WHERE tenant = ? AND id = ?",
+               (report.status.value, _ts(report.updated_at), report.status_reason, report.tenant, report.id))
+    return canonical.report_changed(report, ReportStatus(row[0]))
+
+
 def _account(row: Any) -> AccountRecord:
     return AccountRecord(tenant=row[0], id=row[1], provider=row[2], consent_id=row[3], provider_ref=row[4],
                          created_at=_dt(row[5]), data=orjson.loads(row[6]))
 
 
-class SQLiteStore(PaymentsAndKeys, ReportsApplicationsSecrets, Store):
+def _consent_status(db: sqlite3.Connection, tenant: str, consent_id: str) -> ConsentStatus | None:
+    row = db.execute("SELECT status FROM consents WHERE tenant = ? AND id = ?", (tenant, consent_id)).fetchone()
+    return ConsentStatus(row[0]) if row else None
+
+
+def _account_ids(db: sqlite3.Connection, tenant: str, consent_id: str, refs: tuple[str, ...]) -> list[str]:
+    if not refs:
+        return []
+    rows = db.execute(f"SELECT id FROM accounts WHERE tenant = ? AND consent_id = ? AND provider_ref IN "
+                      f"({','.join('?' * len(refs))}) ORDER BY id", (tenant, consent_id, *refs)).fetchall()
+    return [r[0] for r in rows]
+
+
+class SQLiteStore(EventsOutbox, PaymentsAndKeys, ReportsApplicationsSecrets, Store):
+    # How long after an event its deliveries keep being retried (set from events.retry_horizon_seconds).
+    event_horizon_seconds: float = 3 * 86400.0
+
     def __init__(self, url: str) -> None:
         path = url.removeprefix("sqlite://")
         # sqlite:///var/x.db is relative to the working directory; sqlite:////abs/x.db is absolute.
@@ -79,6 +108,7 @@ class SQLiteStore(PaymentsAndKeys, ReportsApplicationsSecrets, Store):
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self.event_listeners: list[Callable[[], None]] = []  # told (on the loop) when events were written here
 
     # --- plumbing -------------------------------------------------------------------------------------------------
     def _connect(self, *, read_only: bool) -> sqlite3.Connection:
@@ -113,6 +143,20 @@ class SQLiteStore(PaymentsAndKeys, ReportsApplicationsSecrets, Store):
             return result
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def _events_emitted(self) -> None:
+        for listener in self.event_listeners:
+            listener()
+
+    def _emit(self, db: sqlite3.Connection, events: list[EventRecord]) -> int:
+        return emit(db, events, self.event_horizon_seconds) if events else 0
+
+    async def _write_emitting(self, fn: Callable[[sqlite3.Connection], tuple[T, int]]) -> T:
+        """Like `_write` for a write that may emit events (`fn` returns its result and how many it emitted)."""
+        result, emitted = await self._write(fn)
+        if emitted:
+            self._events_emitted()
+        return result
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -234,7 +278,14 @@ class SQLiteStore(PaymentsAndKeys, ReportsApplicationsSecrets, Store):
         if expected_updated_at is not None:
             sql += " AND updated_at = ?"
             params += (_ts(expected_updated_at),)
-        return await self._write(lambda db: db.execute(sql, params).rowcount == 1)
+
+        def apply(db: sqlite3.Connection) -> tuple[bool, int]:
+            before = _consent_status(db, r.tenant, r.id)
+            if db.execute(sql, params).rowcount != 1:
+                return False, 0
+            return True, self._emit(db, canonical.consent_changed(r, before))
+
+        return await self._write_emitting(apply)
 
     async def list_consents(self, tenant: str, *, customer_id: str | None, limit: int,
                             after: tuple[str, str] | None) -> list[ConsentRecord]:
@@ -272,16 +323,34 @@ class SQLiteStore(PaymentsAndKeys, ReportsApplicationsSecrets, Store):
     async def delete_consent_data(self, tenant: str, consent_id: str) -> int:
         return await self._write(lambda db: _forget(db, tenant, consent_id, True, ()))
 
-    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...]) -> int:
+    async def forget_accounts(self, consent: ConsentRecord, account_refs: tuple[str, ...], *,
+                              expected_updated_at: datetime | None = None) -> int | None:
         consent_row = _consent_row(consent)
 
-        def apply(db: sqlite3.Connection) -> int:
-            sets = ", ".join(f"{c.strip()} = ?" for c in _CONSENT_COLS.split(",")[2:])
-            db.execute(f"UPDATE consents SET {sets} WHERE tenant = ? AND id = ?",
-                       consent_row[2:] + (consent.tenant, consent.id))
-            return _forget(db, consent.tenant, consent.id, consent.status.is_final, account_refs)
+        def apply(db: sqlite3.Connection) -> tuple[int | None, int]:
+            if expected_updated_at is not None and db.execute(
+                    "SELECT 1 FROM consents WHERE tenant = ? AND id = ? AND updated_at = ?",
+                    (consent.tenant, consent.id, _ts(expected_updated_at))).fetchone() is None:
+                return None, 0
+            return self._change_consent(db, consent, consent_row, account_refs, [])
 
-        return await self._write(apply)
+        return await self._write_emitting(apply)
+
+    def _change_consent(self, db: sqlite3.Connection, consent: ConsentRecord, consent_row: tuple[Any, ...],
+                        account_refs: tuple[str, ...], extra: list[EventRecord]) -> tuple[int, int]:
+        """Write the consent, delete what it no longer covers, and emit what that means. (rows removed, events)"""
+        before = _consent_status(db, consent.tenant, consent.id)
+        if before is None:
+            return 0, 0  # no such consent of this tenant: nothing written, so nothing to announce
+        sets = ", ".join(f"{c.strip()} = ?" for c in _CONSENT_COLS.split(",")[2:])
+        db.execute(f"UPDATE consents SET {sets} WHERE tenant = ? AND id = ?",
+                   consent_row[2:] + (consent.tenant, consent.id))
+        gone = [] if consent.status.is_final else _account_ids(db, consent.tenant, consent.id, account_refs)
+        removed = _forget(db, consent.tenant, consent.id, consent.status.is_final, account_refs)
+        events = canonical.consent_changed(consent, before)
+        if gone:
+            events.append(canonical.accounts_removed(consent, gone))
+        return removed, self._emit(db, events + extra)
 
     # --- inbound provider events ---------------------------------------------------------------------------------
     async def find_consents_by_ref(self, provider: str, provider_ref: str) -> list[ConsentRecord]:
@@ -291,27 +360,26 @@ class SQLiteStore(PaymentsAndKeys, ReportsApplicationsSecrets, Store):
 
     async def record_inbound_event(self, event: InboundEventRecord, consent: ConsentRecord | None, *,
                                    forget_account_refs: tuple[str, ...] = (),
-                                   report: ReportRecord | None = None) -> bool:
+                                   report: ReportRecord | None = None,
+                                   events: list[EventRecord] | None = None) -> bool:
         row = (event.provider, event.event_id, event.type, _ts(event.received_at), event.tenant, event.consent_id,
                dumps(event.payload).decode())
         consent_row = _consent_row(consent) if consent is not None else None
 
-        def apply(db: sqlite3.Connection) -> bool:
+        def apply(db: sqlite3.Connection) -> tuple[bool, int]:
             inserted = db.execute(
                 "INSERT INTO inbound_events (provider, event_id, type, received_at, tenant, consent_id, payload) "
                 "VALUES (?,?,?,?,?,?,?) ON CONFLICT (provider, event_id) DO NOTHING", row).rowcount == 1
-            if inserted and consent is not None and consent_row is not None:
-                sets = ", ".join(f"{c.strip()} = ?" for c in _CONSENT_COLS.split(",")[2:])
-                db.execute(f"UPDATE consents SET {sets} WHERE tenant = ? AND id = ?",
-                           consent_row[2:] + (consent.tenant, consent.id))
-                _forget(db, consent.tenant, consent.id, consent.status.is_final, forget_account_refs)
-            if inserted and report is not None:
-                db.execute("UPDATE reports SET status = ?, updated_at = ?, status_reason = ? WHERE tenant = ? AND id = ?",
-                           (report.status.value, _ts(report.updated_at), report.status_reason, report.tenant,
-                            report.id))
-            return inserted
+            if not inserted:
+                return False, 0
+            emitted = 0
+            if consent is not None and consent_row is not None:
+                emitted += self._change_consent(db, consent, consent_row, forget_account_refs, [])[1]
+            if report is not None:
+                emitted += self._emit(db, _write_report(db, report))
+            return True, emitted + self._emit(db, list(events or ()))
 
-        return await self._write(apply)
+        return await self._write_emitting(apply)
 
     async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]:
         rows = self._all("SELECT provider, event_id, type, received_at, tenant, consent_id, payload FROM inbound_events "

@@ -14,11 +14,15 @@ from typing import Any
 
 import orjson
 
+from gateway.events import canonical
 from gateway.models import PaymentStatus
 from gateway.models.payments import PaymentTransition
 from gateway.models.serialize import dumps
+from gateway.store.errors import LostIdempotencyClaim
 from gateway.store.records import IdempotencyRecord, IdempotentResponse, PaymentRecord
 from gateway.store.sqlite_schema import dt as _dt, ts as _ts
+
+__all__ = ["LostIdempotencyClaim", "PaymentsAndKeys"]  # LostIdempotencyClaim re-exported: older imports
 
 _PAYMENT_COLS = ("tenant, id, provider, type, status, amount, currency, request, created_at, updated_at, consent_ref, "
                  "provider_ref, authorisation_url, redirect_uri, upstream_status, status_reason, customer_id, live, "
@@ -72,12 +76,10 @@ def _finish_key(db: sqlite3.Connection, done: IdempotentResponse) -> None:
         raise LostIdempotencyClaim(done.key)
 
 
-class LostIdempotencyClaim(Exception):
-    """The claim on an idempotency key passed to another request before this one could finish."""
-
-
 class PaymentsAndKeys:
     _write: Any
+    _write_emitting: Any
+    _emit: Any
     _one: Any
     _all: Any
 
@@ -100,18 +102,19 @@ class PaymentsAndKeys:
         row = _payment_row(record)
         expected = record.version
 
-        def apply(db: sqlite3.Connection) -> bool:
+        def apply(db: sqlite3.Connection) -> tuple[bool, int]:
             sets = ", ".join(f"{c.strip()} = ?" for c in _PAYMENT_COLS.split(",")[2:-1])
             changed = db.execute(f"UPDATE payments SET {sets}, version = version + 1 "
                                  "WHERE tenant = ? AND id = ? AND version = ?",
                                  row[2:-1] + (record.tenant, record.id, expected)).rowcount == 1
-            if changed:
-                _add_transitions(db, record.tenant, record.id, transitions)
-                if response is not None:
-                    _finish_key(db, response)
-            return changed
+            if not changed:
+                return False, 0
+            _add_transitions(db, record.tenant, record.id, transitions)
+            if response is not None:
+                _finish_key(db, response)
+            return True, self._emit(db, canonical.payment_moved(record, transitions))
 
-        if await self._write(apply):
+        if await self._write_emitting(apply):
             record.version = expected + 1
             return True
         return False
@@ -134,6 +137,11 @@ class PaymentsAndKeys:
                          "WHERE tenant = ? AND payment_id = ? ORDER BY seq", (tenant, payment_id))
         return [PaymentTransition(status=PaymentStatus(r[0]), previous=PaymentStatus(r[1]) if r[1] else None,
                                   at=_dt(r[2]), upstream_status=r[3], reason=r[4]) for r in rows]
+
+    async def find_payments_by_ref(self, provider: str, provider_ref: str) -> list[PaymentRecord]:
+        rows = self._all(f"SELECT {_PAYMENT_COLS} FROM payments WHERE provider = ? AND provider_ref = ?",
+                         (provider, provider_ref))
+        return [_payment(r) for r in rows]
 
     async def due_payments(self, now: datetime, limit: int) -> list[PaymentRecord]:
         rows = self._all(f"SELECT {_PAYMENT_COLS} FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? "

@@ -38,6 +38,8 @@ def _application(row: Any) -> ApplicationRecord:
 
 class ReportsApplicationsSecrets:
     _write: Any
+    _write_emitting: Any
+    _emit: Any
     _one: Any
     _all: Any
     _newest_first: Any
@@ -53,9 +55,14 @@ class ReportsApplicationsSecrets:
         return _report(row) if row else None
 
     async def update_report(self, r: ReportRecord) -> bool:
-        return await self._write(lambda db: db.execute(
-            "UPDATE reports SET status = ?, updated_at = ?, status_reason = ? WHERE tenant = ? AND id = ?",
-            (r.status.value, _ts(r.updated_at), r.status_reason, r.tenant, r.id)).rowcount == 1)
+        """Write the report's state, with the event its completion or failure means, in one transaction."""
+        from gateway.store.sqlite import _write_report
+
+        def apply(db: Any) -> tuple[bool, int]:
+            exists = db.execute("SELECT 1 FROM reports WHERE tenant = ? AND id = ?", (r.tenant, r.id)).fetchone()
+            return exists is not None, self._emit(db, _write_report(db, r)) if exists else 0
+
+        return await self._write_emitting(apply)
 
     async def list_reports(self, tenant: str, *, customer_id: str | None, limit: int,
                            after: tuple[str, str] | None) -> list[ReportRecord]:

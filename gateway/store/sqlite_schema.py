@@ -88,6 +88,45 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_by_expiry ON idempotency_keys (expires_at);
     """,
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+        created_at TEXT NOT NULL, subject_type TEXT NOT NULL, subject_id TEXT NOT NULL, order_key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE (tenant, id)
+    );
+    CREATE INDEX events_by_tenant ON events (tenant, seq);
+    CREATE TABLE webhook_subscriptions (
+        tenant TEXT NOT NULL, id TEXT NOT NULL, url TEXT NOT NULL, event_types TEXT NOT NULL,
+        ordered INTEGER NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        secrets BLOB NOT NULL, description TEXT, disabled_reason TEXT,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE INDEX subscriptions_by_time ON webhook_subscriptions (tenant, created_at, id);
+    CREATE TABLE deliveries (
+        tenant TEXT NOT NULL, subscription_id TEXT NOT NULL, event_seq INTEGER NOT NULL, event_id TEXT NOT NULL,
+        order_key TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at TEXT,
+        horizon_at TEXT NOT NULL, last_attempt_at TEXT, last_status INTEGER, last_error TEXT, delivered_at TEXT,
+        claimed_by TEXT, claimed_until TEXT,
+        PRIMARY KEY (tenant, subscription_id, event_seq)
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_in_order ON deliveries (tenant, subscription_id, order_key, event_seq)
+        WHERE status = 'pending';
+    CREATE INDEX deliveries_by_event ON deliveries (tenant, event_seq);
+    CREATE INDEX deliveries_failed ON deliveries (tenant, event_seq) WHERE status = 'failed';
+    CREATE TABLE consent_notices (
+        tenant TEXT NOT NULL, consent_id TEXT NOT NULL, kind TEXT NOT NULL, at TEXT NOT NULL,
+        PRIMARY KEY (tenant, consent_id, kind)
+    );
+    CREATE INDEX consents_by_expiry ON consents (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE INDEX payments_by_ref ON payments (provider, provider_ref);
+    """,
+    """
+    CREATE TABLE leases (
+        name TEXT NOT NULL PRIMARY KEY, owner TEXT NOT NULL, until TEXT NOT NULL
+    );
+    """,
 ]
 
 

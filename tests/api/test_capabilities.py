@@ -7,7 +7,7 @@ from adapters import base
 from adapters.base import Adapter, implemented_operations
 from adapters.mastercard_us.adapter import MastercardUSAdapter
 from gateway.api.app import create_app
-from tests.conftest import DEV, sandbox_of
+from tests.conftest import serve, DEV, sandbox_of
 from tests.flows import authorised_consent, first_account
 
 WITHHELD = ("get_live_balances", "list_transactions", "get_account_owner", "get_account_details")
@@ -37,7 +37,7 @@ def test_a_false_declaration_is_caught() -> None:
 @pytest.fixture
 async def limited(aiohttp_client, make_config, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setitem(base.PROVIDERS, "mastercard-us", f"{__name__}:LimitedUSAdapter")
-    return await aiohttp_client(create_app(make_config()))
+    return await serve(aiohttp_client, make_config())  # the simulator pings the Connect webhook at this address
 
 
 async def test_undeclared_operations_never_reach_upstream(limited) -> None:  # type: ignore[no-untyped-def]

@@ -62,10 +62,11 @@ def toml_value(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
-def gateway_config(tmp: Path, upstream: str) -> Path:
+def gateway_config(tmp: Path, upstream: str, store_url: str | None = None) -> Path:
     text = (ROOT / "config" / "local.toml").read_text()
     text = text.replace('base_url = "embedded"          # the simulator, started in-process', f'base_url = "{upstream}"')
-    text = text.replace('url = "sqlite:///var/gateway.db"', f'url = "sqlite:///{tmp}/bench.db"')
+    store = f'url = "{store_url}"\nschema = "bench_{os.getpid()}"' if store_url else f'url = "sqlite:///{tmp}/bench.db"'
+    text = text.replace('url = "sqlite:///var/gateway.db"', store)
     text = text.replace('format = "auto"', 'format = "json"')
     path = tmp / "bench.toml"
     path.write_text(text)
@@ -252,6 +253,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating reference/gateway rounds")
     parser.add_argument("--soak", type=float, default=0.0, help="run the soak for this many seconds instead")
     parser.add_argument("--out", default="bench-results", help="folder for the JSON results")
+    parser.add_argument("--store-url", help="a postgresql:// URL to measure the gateway on PostgreSQL (a schema "
+                                            "bench_<pid> is created and dropped) instead of SQLite")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
@@ -260,7 +263,7 @@ def main() -> int:
     py = sys.executable
     procs = [start([py, "-m", "tests.bench.fake_upstream", "--port", str(up_port)], tmp / "upstream.log"),
              start([py, "-m", "tests.bench.proxy", "--port", str(ref_port), "--upstream", upstream], tmp / "proxy.log")]
-    gw_proc = start([py, "-m", "gateway.cli", "serve", "--config", str(gateway_config(tmp, upstream)),
+    gw_proc = start([py, "-m", "gateway.cli", "serve", "--config", str(gateway_config(tmp, upstream, args.store_url)),
                      "--port", str(gw_port)], tmp / "gateway.log")
     procs.append(gw_proc)
     gw, ref = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{ref_port}"
@@ -304,6 +307,23 @@ def main() -> int:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if args.store_url:
+            drop_schema(args.store_url, f"bench_{os.getpid()}")
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 if __name__ == "__main__":

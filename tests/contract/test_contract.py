@@ -72,6 +72,12 @@ async def _authorised(api: Api, kit: ProviderKit) -> dict[str, Any]:
     return done
 
 
+async def _events_about(api: Api, kind: str, subject_id: str) -> list[dict[str, Any]]:
+    """The tenant's canonical events about one consent, payment or report, oldest first."""
+    events = (await api.call("GET", "/v1/events?limit=200", 200))["data"]
+    return [e for e in events if (e["data"].get(kind) or {}).get("id") == subject_id]
+
+
 def test_declared_capabilities_are_implemented(provider: str) -> None:
     cls = load_adapter_class(provider)
     assert cls.capabilities == implemented_operations(cls)
@@ -92,6 +98,9 @@ async def test_account_information_scenario(gateway, provider: str) -> None:  # 
     api, kit = Api(gateway), _kit(provider)
     consent = await _authorised(api, kit)
     assert (await api.call("GET", f"/v1/consents/{consent['id']}", 200))["id"] == consent["id"]
+    # the authorisation is an event, once, however many ways it was learned (redirect result, webhooks)
+    authorised = [e for e in await _events_about(api, "consent", consent["id"]) if e["type"] == "consent.authorised"]
+    assert len(authorised) == 1 and authorised[0]["data"]["consent"]["status"] == "authorised"
     accounts = (await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 200))["data"]
     assert accounts and all(a["id"].startswith("acc_") and a["consent_id"] == consent["id"] for a in accounts)
     again = (await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 200))["data"]
@@ -123,6 +132,7 @@ async def test_account_information_scenario(gateway, provider: str) -> None:  # 
     if "revoke_consent" in caps:
         revoked = await api.call("POST", f"/v1/consents/{consent['id']}/revoke", 200)
         assert revoked["status"] == "revoked"
+        assert (await _events_about(api, "consent", consent["id"]))[-1]["type"] == "consent.revoked"
         await api.call("GET", f"/v1/accounts/{account['id']}", 404)
         await api.call("GET", f"/v1/accounts?consent_id={consent['id']}", 403)
 
@@ -146,6 +156,8 @@ async def test_report_scenario(gateway, provider: str) -> None:  # type: ignore[
                 break
             await asyncio.sleep(0.02)
         assert report["status"] == "ready", report
+        completed = await _events_about(api, "report", report["id"])
+        assert [e["type"] for e in completed] == ["report.completed"]
         resp = await gateway.get(f"/v1/reports/{report['id']}/content", headers=DEV)
         assert resp.status == 200 and resp.content_type == "application/json"
     listing = await api.call("GET", f"/v1/reports?customer_id={customer_id}", 200)
@@ -231,6 +243,11 @@ async def test_payment_scenario(gateway, provider: str) -> None:  # type: ignore
     assert current["status"] == "completed", current
     history = [h["status"] for h in current["history"]]
     assert history[0] == "awaiting_authorisation" and history[-1] == "completed"
+    # every transition after creation is a payment.status_changed event, in order, written with it
+    moves = await _events_about(api, "payment", payment["id"])
+    assert {e["type"] for e in moves} == {"payment.status_changed"}
+    assert [e["data"]["payment"]["status"] for e in moves] == history[1:]
+    assert [e["data"]["previous_status"] for e in moves] == history[:-1]
     assert history.index("authorised") < history.index("completed")
     listing = await api.call("GET", "/v1/payments", 200)
     assert payment["id"] in [p["id"] for p in listing["data"]]

@@ -6,11 +6,12 @@ import asyncio
 import pytest
 
 from gateway.api.app import create_app
-from tests.conftest import DEV, count_rows, sandbox_of, state_of
+from tests.conftest import DEV, count_rows, sandbox_of, serve, state_of
 from tests.flows import authorised_consent, first_account
+from tests.reliability.common import assert_problem, write_faults
 
 FAST = {"adapters": {"mastercard-us": {
-    "timeouts": {"connect": 0.5, "total": 0.5},
+    "timeouts": {"connect": 1.0, "total": 1.2},  # under the 2 s latency fault, over a busy machine's pauses
     "retry": {"attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05, "max_retry_after": 2.0, "budget_ratio": 0.2},
     "circuit": {"failure_threshold": 4, "reset_after": 0.5},
 }}}
@@ -18,7 +19,8 @@ FAST = {"adapters": {"mastercard-us": {
 
 @pytest.fixture
 async def gw(aiohttp_client, make_config):  # type: ignore[no-untyped-def]
-    return await aiohttp_client(create_app(make_config(FAST)))
+    # On its real address: Connect pings the webhook URL (the gateway's public URL) before it makes a link.
+    return await serve(aiohttp_client, make_config(FAST))
 
 
 @pytest.fixture
@@ -113,7 +115,11 @@ async def test_expired_token_is_renewed_once(gw, account) -> None:  # type: igno
     assert len(sandbox.calls.matching(method="POST", path_regex=r"/partners/authentication$")) == 2
 
 
-async def test_concurrent_callers_share_one_token_fetch(gw, account) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_callers_share_one_token_fetch(aiohttp_client, make_config) -> None:  # type: ignore[no-untyped-def]
+    # Normal timeouts: 30 callers at once on a busy machine must not trip the fault tests' short ones.
+    gw = await serve(aiohttp_client, make_config())
+    consent = await authorised_consent(gw)
+    account = await first_account(gw, consent["id"], account_type="checking")
     sandbox = sandbox_of(gw, "mastercard-us")
     sandbox.expire_tokens()
     state_of(gw).adapters["mastercard-us"].client.tokens._token = None  # a cold start
@@ -165,7 +171,7 @@ async def test_circuit_opens_shows_and_recovers(gw, account) -> None:  # type: i
 async def test_retry_budget_limits_extra_calls(aiohttp_client, make_config) -> None:  # type: ignore[no-untyped-def]
     patch = {"adapters": {"mastercard-us": {**FAST["adapters"]["mastercard-us"],
                                             "circuit": {"failure_threshold": 10_000, "reset_after": 1.0}}}}
-    client = await aiohttp_client(create_app(make_config(patch)))
+    client = await serve(aiohttp_client, make_config(patch))
     consent = await authorised_consent(client)
     account = await first_account(client, consent["id"])
     sandbox = sandbox_of(client, "mastercard-us")
@@ -189,3 +195,61 @@ async def test_upstream_metrics_by_outcome(gw, account) -> None:  # type: ignore
 
 def _us(listing: dict) -> dict:
     return next(p for p in listing["data"] if p["id"] == "mastercard-us")
+
+
+# --- reports and webhooks ---------------------------------------------------------------------------------------------
+CONSUMER = {"first_name": "Jordan", "last_name": "Whitaker", "email": "jordan.whitaker@example.com"}
+WRITE_FAULTS = write_faults(2.0)  # outlasts FAST's 1.2 s
+
+
+async def _with_consumer(gw) -> dict:  # type: ignore[no-untyped-def]
+    consent = await authorised_consent(gw)
+    resp = await gw.post(f"/v1/customers/{consent['customer_id']}/consumer", json=CONSUMER, headers=DEV)
+    assert resp.status == 201, await resp.text()
+    return consent
+
+
+@pytest.mark.parametrize("fault", WRITE_FAULTS)
+async def test_report_creation_faults_store_nothing(gw, fault) -> None:  # type: ignore[no-untyped-def]
+    kwargs, (http, code, retryable) = WRITE_FAULTS[fault]
+    consent = await _with_consumer(gw)
+    sandbox = sandbox_of(gw, "mastercard-us")
+    sandbox.calls.clear()
+    sandbox.faults.add(path=r"/decisioning/v2/customers/\d+/voa$", method="POST", times=1, **kwargs)
+    resp = await gw.post("/v1/reports", json={"customer_id": consent["customer_id"], "type": "voa"}, headers=DEV)
+    assert_problem(resp.status, await resp.json(), http=http, code=code, source="provider", retryable=retryable)
+    assert len(sandbox.calls.matching(method="POST", path_regex=r"/voa$")) == 1  # a write is never repeated
+    assert count_rows(gw, "reports") == 0
+
+
+@pytest.mark.parametrize("fault", ["5xx", "malformed_json"])
+async def test_consumer_creation_faults_store_nothing(gw, fault) -> None:  # type: ignore[no-untyped-def]
+    kwargs, (http, code, retryable) = WRITE_FAULTS[fault]
+    consent = await authorised_consent(gw)
+    sandbox = sandbox_of(gw, "mastercard-us")
+    sandbox.faults.add(path=r"/consumer$", method="POST", times=1, **kwargs)
+    resp = await gw.post(f"/v1/customers/{consent['customer_id']}/consumer", json=CONSUMER, headers=DEV)
+    assert_problem(resp.status, await resp.json(), http=http, code=code, source="provider", retryable=retryable)
+    customer = await (await gw.get(f"/v1/customers/{consent['customer_id']}", headers=DEV)).json()
+    assert customer["consumer_ref"] is None
+
+
+async def test_a_webhook_that_fails_here_is_retried_until_it_applies(gw) -> None:  # type: ignore[no-untyped-def]
+    """The `added` event needs the consent receipt: while the platform fails that read, the gateway answers 5xx and
+    the platform sends the event again on its schedule; once the read works, the consent is authorised."""
+    from tests.flows import create_consent, create_customer, play_end_user
+
+    sandbox = sandbox_of(gw, "mastercard-us")
+    sandbox.retry_scale = 0.01  # retries at 0.1 ms … 0.9 s
+    customer = await create_customer(gw, "mastercard-us")
+    consent = await create_consent(gw, customer["id"])
+    sandbox.faults.add("status", status=500, path=r"^/data-sharing-consents$", times=3)  # one request's attempts
+    await play_end_user(consent["authorisation_url"])
+    await sandbox.wait_webhooks_idle()
+    added = [d for d in sandbox.deliveries if d["event_type"] == "added"]
+    assert [d["status"] for d in added] == [502, 200], added
+    got = await (await gw.get(f"/v1/consents/{consent['id']}", headers=DEV)).json()
+    assert got["status"] == "authorised"
+    events = await state_of(gw).store.list_inbound_events("mastercard-us")
+    assert [e.type for e in events].count("added") == 1
+

@@ -281,6 +281,7 @@ async def test_a_refused_renewal_revokes_the_consent_and_deletes_its_data(gw, li
     consent, account = linked
     sandbox = sandbox_of(gw, UK)
     assert stored_from(gw, consent["id"]) > 0
+    sandbox.world.event_subscriptions.clear()  # the bank's event notification is not sent (or was lost)
     sandbox.revoke_consent(consent["provider_ref"])  # the PSU revoked at the bank; no one told the gateway
     sandbox.expire_access_tokens()
     resp = await gw.get(f"/v1/accounts/{account['id']}/balances", headers=DEV)

@@ -1,4 +1,5 @@
-"""The simulated Finicity upstream over real HTTP: auth, faults, spec checks, Connect, paging, consents, conformance.
+"""The simulated Finicity upstream over real HTTP: auth, faults, spec checks, Connect and its webhooks, paging,
+consents, consumers and reports with their webhooks, conformance.
 
 Every response of a spec operation received through `Upstream.call` is validated against the spec's response
 schema for its status, so each test is also a conformance test; `test_every_operation_conforms` covers them all.
@@ -6,6 +7,9 @@ schema for its status, so each test is also a conformance test; `test_every_oper
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import re
 import time
 from collections import Counter
@@ -15,6 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from adapters.mastercard_us.sandbox import MastercardUSSandbox
 from adapters.mastercard_us.sandbox_data import BIG_ACCOUNT_ID, aba_check_digit, dst_changes
@@ -73,6 +78,32 @@ async def sandbox():
     await sim.start()
     yield sim
     await sim.stop()
+
+
+class Receiver:
+    """A local webhook endpoint: keeps what arrives and answers `statuses` in turn (then 200)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.statuses: list[int] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((request.path, dict(request.headers), await request.read()))
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [orjson.loads(body) for _, _, body in self.received]
+
+
+@pytest.fixture
+async def receiver(aiohttp_server):
+    hooks = Receiver()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hooks.handle)
+    server = await aiohttp_server(app)
+    hooks.url = str(server.make_url("/hooks"))
+    return hooks
 
 
 @pytest.fixture
@@ -293,11 +324,11 @@ async def _connect(upstream: Upstream, customer: str, choice: dict[str, Any] | N
         return link, Reply(resp.status, resp.headers, await resp.read())
 
 
-async def test_connect_links_a_profile_and_makes_a_consent(upstream, sandbox):
+async def test_connect_links_a_profile_and_makes_a_consent(upstream, sandbox, receiver):
     assert (await upstream.get(accounts_path(CAROL))).body == {"accounts": []}
     reply = await upstream.call("POST", "/connect/v2/generate", json={
         "partnerId": PARTNER, "customerId": CAROL, "redirectUri": "https://app.example/done?state=s1",
-        "webhook": "https://hooks.example/finicity", "webhookData": {"ref": "abc"}})
+        "webhook": receiver.url + "/finicity", "webhookData": {"ref": "abc"}})
     link = reply.body["link"]
     assert link.startswith(sandbox.base_url + "/connect/sim/")
     async with upstream.session.get(link) as resp:
@@ -305,7 +336,7 @@ async def test_connect_links_a_profile_and_makes_a_consent(upstream, sandbox):
     assert page["customerId"] == CAROL and {"102105", "102224", "101732"} == {i["id"] for i in page["institutions"]}
     assert page["complete"]["body"] == {"institution_id": "102105", "username": "profile_03", "outcome": "approve"}
     link_id = page["linkId"]
-    assert sandbox.world.links[link_id].webhook["url"] == "https://hooks.example/finicity"
+    assert sandbox.world.links[link_id].webhook["url"] == receiver.url + "/finicity"
 
     async with upstream.session.post(link) as resp:  # the defaults: FinBank Profiles - A, profile_03, approve
         done = await resp.json()
@@ -344,6 +375,238 @@ async def test_connect_reject_lite_and_customer_kinds(upstream, sandbox):
     sandbox.connect_link_ttl = 0
     _, expired = await _connect(upstream, CAROL)
     assert expired.status == 410
+
+
+# --- Connect webhooks -------------------------------------------------------------------------------------------
+def _signature(body: bytes, mode: str = "compact") -> str:
+    signed = body if mode == "raw" else json.dumps(orjson.loads(body), separators=(",", ":"),
+                                                   ensure_ascii=False).encode()
+    return hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+
+
+async def test_connect_sends_its_events_signed_and_in_order(upstream, sandbox, receiver):
+    _, done = await _connect(upstream, CAROL, None, webhook=receiver.url, webhookData={"ref": "abc"},
+                             webhookHeaders={"X-Partner-Ref": "r1"})
+    assert done.status == 200
+    await sandbox.wait_webhooks_idle()
+    events = receiver.events()
+    assert [e["eventType"] for e in events] == ["ping", "started", "institutionSupported", "adding", "added", "done"]
+    assert events[0] == {"eventType": "ping", "payload": {}}  # as documented
+    assert all(e["webhookData"] == {"ref": "abc"} and e["customerId"] == CAROL for e in events[1:])
+    added = events[4]["payload"]
+    assert [a["id"] for a in added["accounts"]] == done.body["accounts"] and added["institutionId"] == "102105"
+    assert len({e["eventId"] for e in events[1:]}) == len(events) - 1
+    for _, headers, body in receiver.received:
+        assert body.startswith(b'{\n  "')  # pretty-printed, as the platform sends it
+        assert headers["X-Signature"] == _signature(body) and headers["X-Partner-Ref"] == "r1"
+    assert {(d["kind"], d["attempt"], d["status"]) for d in sandbox.deliveries} == {("connect", 1, 200)}
+
+    sandbox.connect_signature = "raw"
+    await _connect(upstream, CAROL, {"username": "profile_04"}, webhook=receiver.url)
+    await sandbox.wait_webhooks_idle()
+    _, headers, body = receiver.received[-1]
+    assert headers["X-Signature"] == _signature(body, "raw") != _signature(body)
+
+
+async def test_a_webhook_that_does_not_answer_the_ping_fails_the_link(upstream, sandbox, receiver):
+    receiver.statuses = [500]
+    reply = await upstream.call("POST", "/connect/v2/generate", json={
+        "partnerId": PARTNER, "customerId": CAROL, "webhook": receiver.url})
+    assert (reply.status, reply.body["code"]) == (400, "10010") and "ping" in reply.body["message"]
+    assert sandbox.world.links == {} and len(receiver.received) == 1  # one attempt, no retry
+    reply = await upstream.call("POST", "/connect/v2/generate", json={
+        "partnerId": PARTNER, "customerId": CAROL, "webhook": receiver.url, "webhookContentType": "application/xml"})
+    assert reply.status == 400 and "webhookContentType" in reply.body["message"]
+
+
+async def test_connect_failures_are_announced(upstream, sandbox, receiver):
+    link, unable = await _connect(upstream, CAROL, {"username": "error_915"}, webhook=receiver.url)
+    assert (unable.status, unable.body["error"], unable.body["code"]) == (400, "unable_to_connect", 915)
+    async with upstream.session.post(link, json={"institution_id": "999999"}) as resp:
+        assert (resp.status, (await resp.json())["error"]) == (400, "institution_not_found")
+    async with upstream.session.post(link) as resp:  # the link is still usable
+        assert resp.status == 200
+    await sandbox.wait_webhooks_idle()
+    events = receiver.events()
+    assert [e["eventType"] for e in events] == [
+        "ping", "started", "institutionSupported", "adding", "unableToConnect", "started", "institutionNotFound",
+        "started", "institutionSupported", "adding", "added", "done"]
+    assert events[4]["payload"] == {"institutionId": "102105", "code": 915}
+    assert events[6]["payload"] == {"query": "999999"}
+    page = await (await upstream.session.get(
+        (await _connect(upstream, CAROL, None, webhook=receiver.url))[0])).json()
+    assert page["error"] == "link_expired"  # (used) ... the page of a fresh link lists the failing logins:
+    fresh = await upstream.call("POST", "/connect/v2/generate", json={"partnerId": PARTNER, "customerId": CAROL})
+    async with upstream.session.get(fresh.body["link"]) as resp:
+        assert "error_102" in (await resp.json())["failingLogins"]
+
+
+async def test_webhooks_are_retried_in_order_and_given_up(upstream, sandbox, receiver):
+    receiver.statuses = [200, 503, 503]  # the ping passes; `started` fails twice
+    await _connect(upstream, CAROL, None, webhook=receiver.url)
+    await sandbox.wait_webhooks_idle()
+    attempts = [(d["event_type"], d["attempt"], d["status"]) for d in sandbox.deliveries]
+    assert attempts[:5] == [("ping", 1, 200), ("started", 1, 503), ("started", 2, 503), ("started", 3, 200),
+                            ("institutionSupported", 1, 200)]
+    assert [e["eventType"] for e in receiver.events()][-3:] == ["adding", "added", "done"]
+
+    sandbox.deliveries.clear()
+    receiver.statuses = [200] + [500] * 7  # `started` never gets through: 1 attempt + 6 retries, then the next
+    await _connect(upstream, CAROL, {"username": "profile_04"}, webhook=receiver.url)
+    await sandbox.wait_webhooks_idle()
+    started = [d for d in sandbox.deliveries if d["event_type"] == "started"]
+    assert [d["attempt"] for d in started] == [1, 2, 3, 4, 5, 6, 7] and started[-1]["status"] == 500
+    assert sandbox.deliveries[-1]["event_type"] == "done" and sandbox.deliveries[-1]["status"] == 200
+
+    before = len(receiver.received)
+    sandbox.resend_last_connect_event()
+    await sandbox.wait_webhooks_idle()
+    assert receiver.received[-1][2] == receiver.received[before - 1][2]  # the same bytes, eventId and signature
+
+
+# --- consumers and reports --------------------------------------------------------------------------------------
+CONSUMER = {"firstName": "Jordan", "lastName": "Whitaker", "state": "UT", "email": "jordan@example.com"}
+
+
+def decisioning(customer: str, tail: str, version: str = "v2") -> str:
+    return f"/decisioning/{version}/customers/{customer}/{tail}"
+
+
+async def _consumer(upstream: Upstream, customer: str) -> str:
+    reply = await upstream.call("POST", decisioning(customer, "consumer", "v1"), json=CONSUMER)
+    assert reply.status == 201, reply.body
+    return reply.body["id"]
+
+
+async def test_consumers(upstream):
+    path = decisioning(ALICE, "consumer", "v1")
+    missing = await upstream.call("POST", path, json={"firstName": "A", "lastName": "B"})
+    assert missing.body == {"code": "10005", "message": "Missing parameter (state)"}
+    no_contact = await upstream.call("POST", path, json={"firstName": "A", "lastName": "B", "state": "UT"})
+    assert (no_contact.status, no_contact.body["code"]) == (400, "10005")
+    assert (await upstream.get(path)).body["code"] == "10100"  # none yet
+    consumer = await _consumer(upstream, ALICE)
+    again = await upstream.call("POST", path, json=CONSUMER)
+    assert (again.status, again.body["code"]) == (409, "11000")
+    got = (await upstream.get(path)).body
+    assert got["id"] == consumer and got["state"] == "UT" and got["customerId"] == int(ALICE)
+    assert (await upstream.get(decisioning("123", "consumer", "v1"))).body["code"] == "10002"
+
+
+async def test_reports_are_generated_and_announced(upstream, sandbox, receiver):
+    consumer = await _consumer(upstream, ALICE)
+    acks = {}
+    for segment in ("voa", "voi", "cashFlowPersonal"):
+        reply = await upstream.call("POST", decisioning(ALICE, segment), params={"callbackUrl": receiver.url},
+                                    json={"reportCustomFields": [{"label": "loanID", "value": "42", "shown": True}]})
+        assert reply.status == 202 and reply.body["status"] == "inProgress", reply.body
+        acks[reply.body["type"]] = reply.body
+    assert set(acks) == {"voa", "voi", "cfrp"} and acks["voi"]["id"].endswith("-voi")
+    assert acks["voa"]["consumerId"] == consumer
+    assert acks["voa"]["constraints"]["reportCustomFields"][0]["value"] == "42"
+    pending = await upstream.get(decisioning(ALICE, f"reports/{acks['voa']['id']}", "v3"))
+    assert pending.status == 200 and pending.body["status"] == "inProgress" and "institutions" not in pending.body
+    await sandbox.wait_webhooks_idle()
+
+    events = receiver.events()
+    assert sorted((e["type"], e["eventName"]) for e in events) == sorted(
+        (t, name) for t in ("voa", "voi", "cfrp") for name in ("inProgress", "done"))
+    assert {e["status"] for e in events if e["eventName"] == "done"} == {"success"}
+    for _, headers, body in receiver.received:
+        assert headers["X-Signature"] == _signature(body)
+    assert events[0] == {"eventName": "inProgress", "id": acks["voa"]["id"], "consumerId": consumer, "type": "voa",
+                         "status": "inProgress", "customerId": int(ALICE)}
+
+    voa = (await upstream.get(decisioning(ALICE, f"reports/{acks['voa']['id']}", "v3"))).body
+    assert voa["status"] == "success" and voa["institutions"][0]["id"] == 102105
+    checking = next(a for a in voa["institutions"][0]["accounts"] if a["type"] == "checking")
+    assert checking["asset"]["currentBalance"] == 12345.67 and checking["transactions"]
+    assert all(a["type"] != "creditCard" for a in voa["institutions"][0]["accounts"])  # assets only
+    voi = (await upstream.get(decisioning(ALICE, f"reports/{acks['voi']['id']}", "v3"))).body
+    streams = [s for i in voi["institutions"] for a in i["accounts"] for s in a["incomeStreams"]]
+    payroll = next(s for s in streams if s["name"] == "ACME CORP PAYROLL")
+    assert payroll["status"] == "ACTIVE" and payroll["cadence"]["days"] == 14
+    assert voi["income"][0]["incomeEstimate"]["netAnnual"] > 0
+    cfr = (await upstream.get(decisioning(ALICE, f"reports/{acks['cfrp']['id']}", "v3"))).body
+    assert len(cfr["cashFlowCreditSummary"]["monthlyCashFlowCreditSummaries"]) >= 12
+    assert {a["type"] for a in cfr["institutions"][0]["accounts"]} >= {"creditCard", "mortgage"}
+
+    async with upstream.session.get(sandbox.base_url + decisioning(ALICE, f"reports/{acks['voa']['id']}", "v3"),
+                                    headers={"Finicity-App-Key": APP_KEY, "Finicity-App-Token": upstream.token,
+                                             "Accept": "application/pdf"}) as resp:
+        assert resp.status == 200 and resp.content_type == "application/pdf"
+        assert (await resp.read()).startswith(b"%PDF-1.4")
+    listing = (await upstream.get(decisioning(ALICE, "reports", "v1"))).body["reports"]
+    assert {r["id"] for r in listing} == {a["id"] for a in acks.values()}
+    assert {r["status"] for r in listing} == {"success"}
+
+
+async def test_failing_reports(upstream, sandbox, receiver):
+    await _consumer(upstream, BOB)  # BOB's accounts are profile_02's: its reports fail
+    failed = (await upstream.call("POST", decisioning(BOB, "voa"), params={"callbackUrl": receiver.url},
+                                  json={})).body
+    await _consumer(upstream, ALICE)
+    sandbox.fail_next_report()
+    once = (await upstream.call("POST", decisioning(ALICE, "voi"), json={})).body  # no callbackUrl: no events
+    later = (await upstream.call("POST", decisioning(ALICE, "voi"), json={})).body
+    await sandbox.wait_webhooks_idle()
+    assert [e["eventName"] for e in receiver.events()] == ["inProgress", "failed"]
+    assert receiver.events()[1]["status"] == "failure"
+    for report, customer, status in ((failed, BOB, "failure"), (once, ALICE, "failure"), (later, ALICE, "success")):
+        got = (await upstream.get(decisioning(customer, f"reports/{report['id']}", "v3"))).body
+        assert got["status"] == status
+
+
+async def test_report_requests_the_platform_refuses(upstream, sandbox):
+    no_consumer = await upstream.call("POST", decisioning(DAVE, "voa"), json={})
+    assert (no_consumer.status, no_consumer.body["code"]) == (404, "10100")
+    await _consumer(upstream, ALICE)
+    card = next(a["id"] for a in (await upstream.get(accounts_path(ALICE))).body["accounts"]
+                if a["type"] == "creditCard")
+    reply = await upstream.call("POST", decisioning(ALICE, "voa"), json={"accountIds": card})
+    assert (reply.status, reply.body["code"]) == (400, "14020")
+    reply = await upstream.call("POST", decisioning(ALICE, "voi"), json={"fromDate": int(NOW.timestamp()) + 60})
+    assert (reply.status, reply.body["code"]) == (400, "1618")
+    reply = await upstream.call("POST", decisioning(ALICE, "voa"), json={"fromDate": "last year"})
+    assert (reply.status, reply.body["code"]) == (400, "10010")  # the spec gate
+    assert (await upstream.call("POST", decisioning(ALICE, "voa"))).body["code"] == "10005"  # a body is required
+    assert (await upstream.get(decisioning(ALICE, "reports/nope", "v3"))).body["code"] == "14001"
+    assert sandbox.world.reports == {}
+
+
+async def test_report_endpoints_take_faults(upstream, sandbox):
+    await _consumer(upstream, ALICE)
+    sandbox.faults.add("status", path="/voa$", status=503)
+    reply = await upstream.call("POST", decisioning(ALICE, "voa"), json={})
+    assert (reply.status, reply.body) == (503, {"code": "503", "message": "Service Unavailable"})
+    sandbox.faults.add("rate_limit", path="/voi$", retry_after=3)
+    reply = await upstream.call("POST", decisioning(ALICE, "voi"), json={})
+    assert reply.status == 429 and reply.headers["Retry-After"] == "3"
+    assert sandbox.world.reports == {}  # a faulted request never reaches its handler
+    report = (await upstream.call("POST", decisioning(ALICE, "voa"), json={})).body
+    sandbox.faults.add("malformed_json", path="/reports/")
+    async with upstream.session.get(sandbox.base_url + decisioning(ALICE, f"reports/{report['id']}", "v3"),
+                                    headers={"Finicity-App-Key": APP_KEY,
+                                             "Finicity-App-Token": upstream.token}) as resp:
+        with pytest.raises(ValueError):
+            await resp.json()
+
+
+async def _report_operations(upstream: Upstream, sandbox: MastercardUSSandbox) -> None:
+    """Every decisioning operation through success and its main errors (for the conformance test)."""
+    await test_consumers(upstream)
+    await _consumer(upstream, CAROL)  # connected to profile_04 by now
+    for segment in ("voa", "voi", "cashFlowPersonal"):
+        reply = await upstream.call("POST", decisioning(CAROL, segment), json={})
+        assert reply.status == 202, reply.body
+    await upstream.call("POST", decisioning(DAVE, "cashFlowPersonal"), json={})  # no consumer: 404
+    await upstream.call("POST", decisioning(CAROL, "voa"), json={"accountIds": "1"})  # 400
+    await sandbox.wait_webhooks_idle()
+    for report in list(sandbox.world.reports.values()):
+        await upstream.get(decisioning(CAROL, f"reports/{report.id}", "v3"), params={"purpose": "31"})
+    await upstream.get(decisioning(CAROL, "reports/none", "v3"))
+    await upstream.get(decisioning(CAROL, "reports", "v1"))
+    await upstream.get(decisioning("123", "reports", "v1"))
 
 
 # --- accounts, balances, details, owner -------------------------------------------------------------------------
@@ -510,10 +773,11 @@ async def test_every_operation_conforms(upstream, sandbox):
     await upstream.get(accounts_path(customer="123", account="1", tail="/availableBalance"))
     await upstream.get(accounts_path(customer="123", account="1", tail="/details"))
     await upstream.get("/institution/v2/institutions", auth=False)
+    await _report_operations(upstream, sandbox)
     await upstream.authenticate(secret="wrong")
     exercised = {(method, template) for method, template, _ in upstream.seen}
     assert exercised == {(op.method, op.template) for op in sandbox.spec.operations()}
-    assert {status for *_, status in upstream.seen} >= {200, 201, 204, 400, 401, 404, 409}
+    assert {status for *_, status in upstream.seen} >= {200, 201, 202, 204, 400, 401, 404, 409}
     # The spec lists no 404 for the owner operation; the upstream answers a foreign account as elsewhere.
     assert upstream.undeclared == {("GET", "/aggregation/v3/customers/{customerId}/accounts/{accountId}/owner", 404)}
 

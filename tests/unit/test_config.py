@@ -15,6 +15,8 @@ ENV_FILES = ["local", "sandbox", "preprod", "production"]
 PROD_ENV = {
     "GATEWAY_PUBLIC_URL": "https://gateway.internal.example",
     "GATEWAY_STORE_URL": "sqlite:///var/prod.db",
+    "GATEWAY_DB_PASSWORD": "db-password-from-the-environment",
+    "GATEWAY_DB_HOST": "db.internal.example",
     "GATEWAY_ID_KEY": "k" * 32,
     "GATEWAY_TENANT": "fintech",
     "GATEWAY_CALLER_KEY_SHA256": "a" * 64,
@@ -201,3 +203,10 @@ def test_cli_help_and_providers() -> None:
     matrix = _cli("providers")
     assert matrix.returncode == 0
     assert "mastercard-us" in matrix.stdout and "list_transactions" in matrix.stdout
+
+
+def test_production_shares_postgresql_with_the_password_from_the_environment() -> None:
+    config = load_config(ROOT / "config" / "production.toml", environ=PROD_ENV)
+    assert config.store.url.startswith("postgresql://") and config.store.pool_max_size >= config.store.pool_min_size
+    assert "db-password-from-the-environment" in config.store.url
+    assert "db-password" not in (ROOT / "config" / "production.toml").read_text()
