@@ -32,7 +32,7 @@ AUTH = r"/partners/authentication$"
 NOTIFICATIONS = "/webhooks/mastercard-au/consent-notifications"
 
 FAST = {"adapters": {AU: {
-    "timeouts": {"connect": 0.5, "total": 0.25},
+    "timeouts": {"connect": 1.0, "total": 1.0},  # roomy: a loaded CI machine must not time out a setup call
     "retry": {"attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05, "max_retry_after": 2.0, "budget_ratio": 0.2},
     # High enough that no test here trips the breaker by accident (the US fault tests cover the circuit).
     "circuit": {"failure_threshold": 50, "reset_after": 0.5},
@@ -109,7 +109,7 @@ async def test_persistent_5xx_says_provider_and_retryable(gw, account) -> None: 
 
 
 async def test_timeout_on_a_read(gw, account) -> None:  # type: ignore[no-untyped-def]
-    sandbox_of(gw, AU).faults.add("latency", delay=0.4, path=r"/transactions$", times=3)
+    sandbox_of(gw, AU).faults.add("latency", delay=1.5, path=r"/transactions$", times=3)
     resp = await gw.get(f"/v1/accounts/{account['id']}/transactions", headers=DEV)
     problem = await resp.json()
     assert_problem(resp.status, problem, http=504, code="provider_timeout", source="provider", retryable=True)
@@ -117,7 +117,7 @@ async def test_timeout_on_a_read(gw, account) -> None:  # type: ignore[no-untype
 
 
 async def test_transient_timeout_on_a_read_is_retried_then_succeeds(gw, account) -> None:  # type: ignore[no-untyped-def]
-    sandbox_of(gw, AU).faults.add("latency", delay=0.4, path=r"/transactions$", times=1)
+    sandbox_of(gw, AU).faults.add("latency", delay=1.5, path=r"/transactions$", times=1)
     resp = await gw.get(f"/v1/accounts/{account['id']}/transactions", headers=DEV)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["data"]
@@ -169,7 +169,7 @@ async def test_dropped_connections_on_a_read(gw, account) -> None:  # type: igno
 
 # --- 1. upstream faults on writes (POSTs: never repeated, nothing stored) ---------------------------------------------
 # fault kwargs, expected (HTTP status, canonical code, retryable)
-WRITE_FAULTS = write_faults(0.4)
+WRITE_FAULTS = write_faults(1.5)
 
 
 @pytest.mark.parametrize("fault", WRITE_FAULTS)

@@ -24,13 +24,13 @@ REDIRECT = "https://app.example.com/callback"
 ALBION = "c058ee30-0239-5401-a3a7-6f0aec2ea477"  # GB
 RHEINUFER = "2d5a7e23-1711-5059-8e3c-3a4471941b8c"  # DE
 LENTO = "9edacef9-2104-543a-af67-0d3188cad2db"  # ES: every call for it waits `latency` seconds (0.5 by default)
-SLOW = 0.5  # outlasts the timeout below
+SLOW = 1.5  # outlasts the timeout below
 
 RETRY = {"attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05, "max_retry_after": 0.5, "budget_ratio": 0.2}
 FAST = {
     "adapters": {OBC: {
         "sandbox_payment_timeline": [0.05, 0.1, 0.15],
-        "timeouts": {"connect": 0.3, "total": 0.3},
+        "timeouts": {"connect": 1.0, "total": 1.0},  # roomy: a loaded CI machine must not time out a setup call
         "retry": RETRY,
         "circuit": {"failure_threshold": 500, "reset_after": 0.5},
     }},
@@ -146,7 +146,8 @@ async def test_a_read_failing_once_is_retried_and_a_refusal_is_not(gw):
 
 async def test_the_slow_bank_times_out_and_nothing_is_stored(gw):
     sandbox = sandbox_of(gw, OBC)
-    assert sandbox.aspsps[LENTO].latency == 0.5  # longer than the gateway's 0.3 s
+    assert sandbox.aspsps[LENTO].latency > 0  # the simulated slow bank
+    sandbox.aspsps[LENTO].latency = SLOW  # longer than the gateway's timeout here
     resp = await gw.post("/v1/consents", headers=DEV, json={"provider": OBC, "redirect_uri": REDIRECT,
                                                            "institution_id": LENTO})
     assert_problem(resp.status, await resp.json(), http=504, code="provider_timeout", source="provider",
