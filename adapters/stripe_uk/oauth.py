@@ -226,8 +226,8 @@ class OAuthClient:
         lock = self._consent_locks.setdefault(consent.id, asyncio.Lock())
         # One renewal at a time in this process (the lock) and across replicas (the store's lease): the bank
         # rotates the refresh token, so two renewals with the same one would leave one replica holding a dead token.
-        async with lock, held(self.store, f"{self.provider_id}:consent-tokens:{consent.tenant}:{consent.id}"):
-            fresh = await self.store.get_consent(consent.tenant, consent.id)
+        async with lock, held(self.store, f"{self.provider_id}:consent-tokens:{consent.tenant}:{consent.id}") as reader:
+            fresh = await reader.get_consent(consent.tenant, consent.id)  # past the read cache: the last holder's write
             if fresh is None or fresh.status is not ConsentStatus.AUTHORISED:
                 raise ConsentEndedUpstream("the consent has ended")
             tokens = self._unseal(fresh)

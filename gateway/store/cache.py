@@ -138,6 +138,10 @@ class CachedStore(_EventsPassThrough, _PaymentsPassThrough, Store):
     def invalidate(self) -> None:
         self._entries.clear()
 
+    def uncached(self) -> Store:
+        """The store behind the cache, for a reader that must see the latest commit of any replica."""
+        return self.inner
+
     async def _cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
         now = self._clock()
         hit = self._entries.get(key)

@@ -1,11 +1,13 @@
 """A lease held through the store: one holder at a time across processes and replicas.
 
-    async with held(store, f"consent-tokens:{consent.id}", ttl=30.0):
-        ...  # re-read, and renew only if nobody did meanwhile
+    async with held(store, f"consent-tokens:{consent.id}", ttl=30.0) as reader:
+        fresh = await reader.get_consent(...)  # renew only if nobody did meanwhile
 
 The lease ends when the block ends, or after `ttl` if its holder died; a caller that cannot get it within
-`wait` seconds gets `LeaseBusy` (retryable). The holder reads what the previous holder wrote: taking the lease
-drops this process's short read cache (`gateway.store.cache`), whose copy may be from before that holder's commit.
+`wait` seconds gets `LeaseBusy` (retryable). The holder must read what the previous holder wrote, so the block
+gets `reader`: the store past this process's short read cache (`gateway.store.cache`), whose copy may be from
+before that holder's commit, even when another request of this process refills the cache meanwhile. Taking the
+lease also drops that cache, so other readers here catch up at once.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class LeaseBusy(GatewayBusy):
 
 @contextlib.asynccontextmanager
 async def held(store: Store, name: str, *, ttl: float = 30.0, wait: float = 15.0,
-               poll: float = 0.05) -> AsyncIterator[None]:
+               poll: float = 0.05) -> AsyncIterator[Store]:
     owner = secrets.token_hex(8)
     deadline = time.monotonic() + wait
     while True:
@@ -40,7 +42,8 @@ async def held(store: Store, name: str, *, ttl: float = 30.0, wait: float = 15.0
         if time.monotonic() >= deadline:
             raise LeaseBusy(f"another gateway replica is renewing this ({name}); retry shortly", retry_after=1)
         await asyncio.sleep(poll)
+    uncached = getattr(type(store), "uncached", None)
     try:
-        yield
+        yield uncached(store) if callable(uncached) else store
     finally:
         await asyncio.shield(store.release_lease(name, owner))

@@ -183,3 +183,22 @@ async def test_a_reader_catching_up_by_seq_misses_no_event_of_concurrent_writers
     seen = await reader
     assert len(seen) == len(set(seen)) == len(written)
     assert set(seen) == set(written), "a reader following seq skipped an event committed after a later one"
+
+
+async def test_a_lease_holder_reads_the_previous_holders_write_past_its_read_cache(
+        two_stores: tuple[Store, Store]) -> None:
+    from gateway.store.cache import CachedStore
+    from gateway.store.lease import held
+
+    a, b = two_stores
+    cached_a = CachedStore(a, ttl=60.0)
+    con = f.consent()
+    await b.insert_consent(con)
+    assert (await cached_a.get_consent(f.TENANT, con.id)).upstream == con.upstream  # now in a's cache
+    renewed = attrs.evolve(con, upstream={**con.upstream, "tokens": "renewed on b"})
+    async with held(b, "consent-tokens"):
+        assert await b.update_consent(renewed) is True  # the other replica renews first, under the lease
+    async with held(cached_a, "consent-tokens") as reader:
+        assert (await cached_a.get_consent(f.TENANT, con.id)).upstream["tokens"] == "renewed on b"  # cache dropped
+        cached_a._entries[("consent", f.TENANT, con.id)] = (cached_a._clock(), con)  # refilled meanwhile, stale
+        assert (await reader.get_consent(f.TENANT, con.id)).upstream["tokens"] == "renewed on b"
