@@ -49,13 +49,23 @@ class SigningMaterial:
     certificate_pem: bytes | None  # what a simulator trusts (local only)
 
 
+_LOCAL_LOADED: dict[tuple[str, int, int], SigningMaterial] = {}
+
+
 def load_material(settings: ObConnectSettings) -> SigningMaterial:
     """The signing key, loaded with the provider's own PKCS#12 loader (`oauth1.authenticationutils`)."""
     from oauth1.authenticationutils import load_signing_key
 
     if settings.local_material is not None:
         p12 = ensure_local_p12(Path(settings.local_material))
-        return SigningMaterial(load_signing_key(str(p12), LOCAL_PASSWORD), (p12.parent / LOCAL_CERT).read_bytes())
+        # Opening a PKCS#12 file costs tens of milliseconds (its password is stretched); the throw-away local one is
+        # opened by the adapter and by its simulator on every start, so it is kept per file version.
+        stat = p12.stat()
+        version = (str(p12.resolve()), stat.st_mtime_ns, stat.st_size)
+        if version not in _LOCAL_LOADED:
+            _LOCAL_LOADED[version] = SigningMaterial(load_signing_key(str(p12), LOCAL_PASSWORD),
+                                                     (p12.parent / LOCAL_CERT).read_bytes())
+        return _LOCAL_LOADED[version]
     assert settings.signing_key_p12 and settings.signing_key_password
     return SigningMaterial(load_signing_key(settings.signing_key_p12, settings.signing_key_password.reveal()), None)
 
