@@ -48,7 +48,11 @@ def _worker(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     configure_logging(config.logging.format, config.logging.level)
-    asyncio.run(run_worker(config))
+    try:
+        asyncio.run(run_worker(config, metrics_port=args.metrics_port))
+    except OSError as exc:  # the metrics port is taken, say
+        print(f"gateway worker: cannot listen on the metrics port: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -245,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     worker = sub.add_parser("worker", help="run only the event workers (webhook deliveries, consent expiry)")
     worker.add_argument("--config", default=DEFAULT_CONFIG, help=f"environment file (default {DEFAULT_CONFIG})")
+    worker.add_argument("--metrics-port", type=int, default=None,
+                        help="answer /metrics, /healthz and /readyz on this port (overrides events.worker_metrics_port)")
     worker.set_defaults(func=_worker)
     receiver = sub.add_parser("receive-events", help="a local webhook endpoint that prints deliveries and checks "
                                                      "their signatures (for trying subscriptions)")

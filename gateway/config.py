@@ -160,6 +160,8 @@ class EventsConfig:
     # Run the delivery worker (and the consent expiry watcher) inside `gateway serve`. Turn off where separate
     # `gateway worker` processes deliver instead.
     worker_in_serve: bool = True
+    # `gateway worker` answers /metrics, /healthz and /readyz on this port (on server.host); unset: no port.
+    worker_metrics_port: int | None = attrs.field(default=None)
     poll_interval_seconds: float = attrs.field(default=1.0, validator=_at_least(0.01, "seconds"))
     concurrency: int = attrs.field(default=32, validator=_at_least(1, "deliveries at once"))
     # At most this many deliveries to one subscription at once, so one slow subscriber holds few of the slots.
@@ -188,6 +190,8 @@ class EventsConfig:
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.retry_jitter < 1:
             raise ValueError("retry_jitter must be at least 0 and below 1")
+        if self.worker_metrics_port is not None and not 0 <= self.worker_metrics_port <= 65535:
+            raise ValueError("worker_metrics_port must be a TCP port (0 to 65535)")
         if self.lease_seconds <= self.request_timeout_seconds:
             raise ValueError("lease_seconds must be longer than request_timeout_seconds (a delivery still in flight "
                              "would otherwise be claimed and sent again)")

@@ -219,6 +219,18 @@ class Metrics:
             "gateway_event_deliveries", "Webhook delivery attempts to subscribers, by outcome "
             "(delivered, retry, dead, gone).", ["outcome"], registry=self.registry,
         )
+        self.deliveries_pending = Gauge(
+            "gateway_event_deliveries_pending", "Webhook deliveries not yet sent, over every tenant (read at scrape).",
+            registry=self.registry)
+        self.deliveries_due = Gauge(
+            "gateway_event_deliveries_due", "Pending webhook deliveries due now (being sent, or waiting for a worker).",
+            registry=self.registry)
+        self.delivery_lag = Gauge(
+            "gateway_event_delivery_lag_seconds", "How long the longest-waiting due delivery has been due (0 when "
+            "none is): the workers keep up while this stays near the poll interval.", registry=self.registry)
+        self.deliveries_failed = Gauge(
+            "gateway_event_deliveries_failed", "Dead-lettered webhook deliveries (GET /v1/events?status=failed).",
+            registry=self.registry)
         self.events_emitted = Counter(
             "gateway_events_emitted", "Canonical events announced by the consent expiry watcher, by type.",
             ["type"], registry=self.registry,

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.api.common import state_of
 from gateway.api.render import json_response
+from gateway.events.worker import observe_backlog
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 
@@ -42,7 +43,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(state_of(request).metrics.registry)
+    state = state_of(request)
+    await observe_backlog(state.store, state.metrics)
+    body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -191,6 +191,15 @@ class DeliveryRecord:
     delivered_at: datetime | None = None
 
 
+@attrs.frozen
+class DeliveryBacklog:
+    """Deliveries not yet finished, over every tenant: what an operator watches to see the workers keep up."""
+    pending: int  # waiting to be sent, now or after a backoff
+    due: int  # of those, due now (a worker should be sending them)
+    oldest_due_at: datetime | None  # when the longest-waiting due one became due
+    failed: int  # dead-lettered, waiting for a redelivery or the purge
+
+
 @attrs.define
 class Claimed:
     """A delivery a worker holds, with what it needs to send it."""

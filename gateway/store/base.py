@@ -20,7 +20,7 @@ from gateway.store.records import (
 
 
 if TYPE_CHECKING:  # gateway.events builds on the store's records: named here for the annotations only
-    from gateway.events.canonical import Claimed, DeliveryRecord, EventRecord, SubscriptionRecord
+    from gateway.events.canonical import Claimed, DeliveryBacklog, DeliveryRecord, EventRecord, SubscriptionRecord
 
 
 class Store(abc.ABC):
@@ -254,6 +254,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def purge_events(self, before: datetime) -> int: ...
+
+    @abc.abstractmethod
+    async def delivery_backlog(self, now: datetime) -> DeliveryBacklog:
+        """Counts of pending (and due) and dead-lettered deliveries over every tenant."""
 
     @abc.abstractmethod
     async def consents_expiring(self, until: datetime, limit: int) -> list[ConsentRecord]: ...

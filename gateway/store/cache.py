@@ -107,6 +107,9 @@ class _EventsPassThrough:
     async def purge_events(self, *args: Any, **kw: Any) -> Any:
         return await self.inner.purge_events(*args, **kw)
 
+    async def delivery_backlog(self, *args: Any, **kw: Any) -> Any:
+        return await self.inner.delivery_backlog(*args, **kw)
+
     async def consents_expiring(self, *args: Any, **kw: Any) -> Any:
         return await self.inner.consents_expiring(*args, **kw)
 

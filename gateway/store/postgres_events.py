@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 import orjson
 
-from gateway.events.canonical import Claimed, DeliveryRecord, EventRecord, SubscriptionRecord
+from gateway.events.canonical import Claimed, DeliveryBacklog, DeliveryRecord, EventRecord, SubscriptionRecord
 from gateway.models.serialize import dumps
 from gateway.models.time import UTC
 from gateway.store.postgres_schema import EVENTS_LOCK
@@ -290,6 +290,13 @@ class EventsOutbox:
             "dropped AS (DELETE FROM events WHERE seq IN (SELECT seq FROM old) RETURNING 1) "
             "SELECT count(*) FROM dropped", before)
         return int(row[0])
+
+    async def delivery_backlog(self, now: datetime) -> DeliveryBacklog:
+        row = await self._one(
+            "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'), count(*), min(next_attempt_at), "
+            "(SELECT count(*) FROM deliveries WHERE status = 'failed') "
+            "FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1", now)
+        return DeliveryBacklog(pending=int(row[0]), due=int(row[1]), oldest_due_at=row[2], failed=int(row[3]))
 
     # --- consent expiry -------------------------------------------------------------------------------------
     async def consents_expiring(self, until: datetime, limit: int) -> list[Any]:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import orjson
 
-from gateway.events.canonical import Claimed, DeliveryRecord, EventRecord, SubscriptionRecord
+from gateway.events.canonical import Claimed, DeliveryBacklog, DeliveryRecord, EventRecord, SubscriptionRecord
 from gateway.models.serialize import dumps
 from gateway.store.sqlite_schema import dt as _dt, ts as _ts
 
@@ -250,6 +250,15 @@ class EventsOutbox:
             db.execute(f"DELETE FROM deliveries WHERE event_seq IN ({old})", (_ts(before),))
             return db.execute(f"DELETE FROM events WHERE seq IN ({old})", (_ts(before),)).rowcount
         return await self._write(apply)
+
+    async def delivery_backlog(self, now: datetime) -> DeliveryBacklog:
+        at = _ts(now)
+        row = self._one("SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'), "
+                        "count(*), min(next_attempt_at), "
+                        "(SELECT count(*) FROM deliveries WHERE status = 'failed') "
+                        "FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?", (at,))
+        assert row is not None
+        return DeliveryBacklog(pending=row[0], due=row[1], oldest_due_at=_dt(row[2]), failed=row[3])
 
     # --- consent expiry -------------------------------------------------------------------------------------
     async def consents_expiring(self, until: datetime, limit: int) -> list[Any]:

@@ -88,8 +88,17 @@ def serve(tmp_path: Path, config: Path, port: int, name: str = "serve") -> Proce
     return Process(tmp_path, name, "serve", "--config", str(config), "--port", str(port))
 
 
-def worker(tmp_path: Path, config: Path, name: str = "worker") -> Process:
-    return Process(tmp_path, name, "worker", "--config", str(config))
+def worker(tmp_path: Path, config: Path, name: str = "worker", *args: str) -> Process:
+    return Process(tmp_path, name, "worker", "--config", str(config), *args)
+
+
+async def metric_values(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """A Prometheus text page as {series: value} (`name{labels}` keys exactly as written)."""
+    async with http.get(url) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0) -> None:
@@ -259,8 +268,13 @@ async def test_with_no_worker_in_serve_only_a_worker_process_delivers(tmp_path: 
                 [delivery] = event["deliveries"]
                 assert delivery["subscription_id"] == sub["id"]
                 assert delivery["status"] == "pending" and delivery["attempts"] == 0, delivery
+            # The backlog shows on serve's metrics: two due and waiting for at least the second just slept.
+            seen = await metric_values(http, f"{base}/metrics")
+            assert seen["gateway_event_deliveries_pending"] == 2 and seen["gateway_event_deliveries_due"] == 2
+            assert seen["gateway_event_delivery_lag_seconds"] >= 1.0 and seen["gateway_event_deliveries_failed"] == 0
 
-            separate = worker(tmp_path, config)
+            probe = unused_port()
+            separate = worker(tmp_path, config, "worker", "--metrics-port", str(probe))
             await subscriber.wait_for(lambda s: set(s.accepted_ids()) >= {e["id"] for e in events}, timeout=30)
 
             async def recorded() -> bool:
@@ -269,6 +283,16 @@ async def test_with_no_worker_in_serve_only_a_worker_process_delivers(tmp_path: 
             await eventually(recorded, "serve to show the worker's deliveries")
             assert set(subscriber.accepted_ids()) == {e["id"] for e in events}
             assert_one_message_per_id(subscriber.received)
+            # The worker process answers its own probes: what it delivered, and the backlog now empty.
+            worker_base = f"http://127.0.0.1:{probe}"
+            seen = await metric_values(http, f"{worker_base}/metrics")
+            assert seen['gateway_event_deliveries_total{outcome="delivered"}'] == 2
+            assert seen["gateway_event_deliveries_pending"] == 0 and seen["gateway_event_delivery_lag_seconds"] == 0
+            for path in ("/healthz", "/readyz"):
+                async with http.get(f"{worker_base}{path}") as resp:
+                    assert resp.status == 200, await resp.text()
+            worker_log = separate.log_events()
+            assert [e.get("metrics_port") for e in worker_log if e.get("event") == "event_worker_started"] == [probe]
 
         separate.proc.send_signal(signal.SIGTERM)
         assert await separate.wait() == 0, separate.tail()
@@ -280,3 +304,18 @@ async def test_with_no_worker_in_serve_only_a_worker_process_delivers(tmp_path: 
         if separate is not None:
             await separate.kill()
         await subscriber.stop()
+
+
+async def test_a_worker_whose_metrics_port_is_taken_says_so_and_exits(tmp_path: Path) -> None:
+    import socket
+
+    config = write_config(tmp_path, unused_port(), worker_in_serve=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = worker(tmp_path, config, "worker", "--metrics-port", str(taken.getsockname()[1]))
+        try:
+            assert await busy.wait() == 1, busy.tail()
+        finally:
+            await busy.kill()
+    assert "cannot listen on the metrics port" in busy.log_path.read_text()

@@ -279,3 +279,24 @@ async def test_purge_events_keeps_those_still_on_their_way(store: Store) -> None
     assert await store.get_event(f.TENANT, young.id) == young
     assert [e.id for e in await store.list_events(f.TENANT, after_seq=0, limit=10)] == [pending.id, young.id]
     assert await store.purge_events(utcnow() - timedelta(hours=1)) == 0
+
+
+# --- the backlog an operator watches ------------------------------------------------------------------------------
+async def test_the_backlog_counts_pending_due_and_dead_lettered_over_every_tenant(store: Store) -> None:
+    empty = await store.delivery_backlog(utcnow())
+    assert (empty.pending, empty.due, empty.oldest_due_at, empty.failed) == (0, 0, None, 0)
+    await _sub(store)
+    await _sub(store, tenant="other")
+    events = await _emit(store, f.event(), f.event(), f.event(), f.event("other"))
+    oldest = min(e.created_at for e in events)
+    backlog = await store.delivery_backlog(utcnow())
+    assert (backlog.pending, backlog.due, backlog.failed) == (4, 4, 0)
+    assert backlog.oldest_due_at == oldest and backlog.oldest_due_at.tzinfo is not None
+
+    claimed = await _claim(store, limit=2)
+    later = utcnow() + timedelta(seconds=60)
+    assert await store.finish_delivery(_outcome(claimed[0], next_attempt_at=later, last_status=503), "w1")
+    assert await store.finish_delivery(_outcome(claimed[1], status="failed", next_attempt_at=None), "w1")
+    backlog = await store.delivery_backlog(utcnow())
+    assert (backlog.pending, backlog.due, backlog.failed) == (3, 2, 1)  # one waits for its retry, one is dead
+    assert (await store.delivery_backlog(later)).due == 3

@@ -210,3 +210,13 @@ def test_production_shares_postgresql_with_the_password_from_the_environment() -
     assert config.store.url.startswith("postgresql://") and config.store.pool_max_size >= config.store.pool_min_size
     assert "db-password-from-the-environment" in config.store.url
     assert "db-password" not in (ROOT / "config" / "production.toml").read_text()
+
+
+def test_worker_metrics_port_is_a_port() -> None:
+    raw = local_raw_config()
+    raw["events"]["worker_metrics_port"] = 70000
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert any("worker_metrics_port must be a TCP port" in p for p in err.value.problems), err.value.problems
+    config = load_config(ROOT / "config" / "production.toml", environ=PROD_ENV)
+    assert config.events.worker_metrics_port == 9464 and config.server.port != 9464
