@@ -24,9 +24,12 @@ from gateway.secrets import known_secrets, secrets_version
 REDACTED = "[REDACTED]"
 _SECRET_KEYS = re.compile(
     r"(authorization|password|passwd|secret|token|api[_-]?key|app[_-]?key|signature|cookie|private|credential|"
-    r"client_assertion|refresh|session)",
+    r"client_assertion|refresh|session|birth)",
     re.IGNORECASE,
 )
+# A person's SSN is blanked like a credential: `ssn` as a word of the key (`ssn`, `consumer_ssn`, `consumerSsn`,
+# `SSN`), never inside another word (`classname`).
+_SSN_KEY = re.compile(r"(?:^|[_-])(?i:ssn)(?:$|[_-])|Ssn|SSN")
 # Bearer tokens and similar credentials in free text.
 _BEARER = r"\b((?i:bearer|basic))\s+[A-Za-z0-9._~+/=-]+"
 
@@ -86,7 +89,7 @@ _key_verdicts: dict[str, bool] = {}
 def _secret_key(key: str) -> bool:
     verdict = _key_verdicts.get(key)
     if verdict is None:
-        verdict = bool(_SECRET_KEYS.search(key))
+        verdict = bool(_SECRET_KEYS.search(key) or _SSN_KEY.search(key))
         if len(_key_verdicts) < 10_000:  # keys come from code; never let the cache grow without bound
             _key_verdicts[key] = verdict
     return verdict

@@ -37,3 +37,11 @@ def test_rendered_log_lines_never_carry_a_secret(capsys) -> None:  # type: ignor
     for leaked in ("partner-secret-in-a-message", "odd", "tok-123456", "abc.def.ghi"):
         assert leaked not in out, out
     assert out.count(REDACTED) >= 4
+
+
+def test_a_persons_identity_is_blanked_like_a_credential() -> None:
+    out = redact({"ssn": "999601111", "consumerSsn": "1111", "consumer_ssn": "999-60-1111", "SSN": "x",
+                  "birth_date": "1985-04-12", "birthday": {"year": 1985}, "classname": "kept", "business": "kept"})
+    assert {k for k, v in out.items() if v == REDACTED} == {
+        "ssn", "consumerSsn", "consumer_ssn", "SSN", "birth_date", "birthday"}
+    assert out["classname"] == "kept" and out["business"] == "kept"
