@@ -27,6 +27,7 @@ from gateway.models import (
     CustomerType,
     Institution,
     Owner,
+    PostalAddress,
     Page,
     ReportStatus,
     Transaction,
@@ -184,6 +185,9 @@ class CreateConsumerInput:
     last_name: str
     email: str | None = None
     phone: str | None = None
+    birth_date: date | None = attrs.field(default=None, repr=False)
+    ssn: str | None = attrs.field(default=None, repr=False)  # nine digits (US)
+    address: PostalAddress | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen(slots=True)

@@ -16,13 +16,20 @@ from urllib.parse import quote
 
 from adapters.base import CallContext, CreateConsumerInput, CreateReportInput, ReportContent, ReportUpdate
 from adapters.mastercard.reports import REPORT_PENDING_CODE, report_status
-from gateway.errors import Conflict, NotApplicable, ProviderBadResponse, ProviderRejected
-from gateway.models import ReportStatus
+from gateway.errors import Conflict, NotApplicable, ProviderBadResponse, ProviderRejected, ValidationFailed
+from gateway.models import PostalAddress, ReportStatus
 from gateway.store.records import ConsentRecord, CustomerRecord, ReportRecord
 
 
 # The platform's code for "a consumer already exists for this customer" (its 409).
 CONSUMER_EXISTS = "11000"
+
+
+def address_fields(address: PostalAddress) -> dict[str, str]:
+    """A postal address as the platform's consumer carries it: one street line, city, state, zip."""
+    fields = {"address": ", ".join(address.lines), "city": address.city, "state": address.region,
+              "zip": address.postal_code}
+    return {key: value for key, value in fields.items() if value}
 
 
 class PlatformReports(abc.ABC):
@@ -34,13 +41,26 @@ class PlatformReports(abc.ABC):
     pdf_report_types: ClassVar[frozenset[str]]
 
     # --- hooks ---------------------------------------------------------------------------------------------------
+    takes_ssn: ClassVar[bool] = False  # the region's platform records a consumer's US Social Security number
+
     async def consumer_body(self, ctx: CallContext, customer: CustomerRecord, data: CreateConsumerInput) -> dict:
-        """The consumer the platform records for the customer."""
+        """The consumer the platform records for the customer. An SSN is a US identifier: a region whose platform
+        takes none refuses it here (the US adapter sends it)."""
+        if data.ssn is not None and not self.takes_ssn:
+            raise ValidationFailed.of([{"location": "body", "field": "ssn",
+                                        "message": f"{self.provider_id} takes no US Social Security number"}])
         body: dict[str, Any] = {"firstName": data.first_name, "lastName": data.last_name}
         if data.email:
             body["email"] = data.email
         if data.phone:
             body["phone"] = data.phone
+        if data.birth_date is not None:
+            body["birthday"] = {"year": data.birth_date.year, "month": data.birth_date.month,
+                                "dayOfMonth": data.birth_date.day}
+        if data.ssn is not None:
+            body["ssn"] = data.ssn
+        if data.address is not None:
+            body.update(address_fields(data.address))
         return body
 
     @abc.abstractmethod

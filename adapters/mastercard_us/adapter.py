@@ -2,8 +2,9 @@
 
 Beyond the data calls it shares with AU it offers:
 - reports (the decisioning API): `voa`, `voi` and `cash_flow` (the platform's Cash Flow Report - Personal, as US
-  customers here are individuals), read as JSON or PDF; their consumer is created from the caller's name and contact
-  and the address the institution reports for the account owner (the platform requires the consumer's state);
+  customers here are individuals), read as JSON or PDF; their consumer is created from the caller's name, contact,
+  birth date or SSN, and address (the platform requires the consumer's state: without an address from the caller it
+  is the one the institution reports for the account owner);
 - webhooks: Connect events (channel `connect`, the URL sent with every Connect link) and report events (channel
   `reports`, each report's `callbackUrl`), both verified with `X-Signature` (HMAC-SHA256 keyed with the partner
   secret; a report event without any signature is only believed once the platform confirms the report's status).
@@ -12,6 +13,7 @@ Beyond the data calls it shares with AU it offers:
 """
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -21,7 +23,7 @@ from adapters.base import CallContext, ConsentUpdate, CreateConsumerInput, Creat
 from adapters.mastercard import details
 from adapters.mastercard import webhooks as platform_hooks
 from adapters.mastercard.adapter import MastercardPlatformAdapter, MastercardSettings
-from adapters.mastercard.decisioning import PlatformReports
+from adapters.mastercard.decisioning import PlatformReports, address_fields
 from adapters.mastercard.region import US
 from adapters.mastercard.reports import constraints
 from adapters.mastercard_us import webhooks as hooks
@@ -42,6 +44,10 @@ REPORT_ACCOUNTS: dict[str, str] = {
     "cash_flow": "it reads deposit, investment, loan and card accounts",
 }
 ACCOUNT_TYPE_NOT_SUPPORTED = "14020"
+# The states, DC and the territories (USPS codes), as the platform records a consumer's state.
+US_STATE = re.compile(
+    r"AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|"
+    r"OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|AS|GU|MP|PR|VI")
 # The report event a report status read from the platform amounts to.
 CONFIRMED_REPORT_EVENTS = {ReportStatus.PENDING: "inProgress", ReportStatus.READY: "done",
                            ReportStatus.FAILED: "failed"}
@@ -114,17 +120,29 @@ class MastercardUSAdapter(PlatformReports, MastercardPlatformAdapter):
                 f"{self.provider_id} cannot make a {data.type} report of {what}: {REPORT_ACCOUNTS[data.type]}")}]) \
                 from exc
 
+    takes_ssn = True
+
     async def consumer_body(self, ctx: CallContext, customer: CustomerRecord, data: CreateConsumerInput) -> dict:
+        # The platform's rules for a new consumer, checked before any call: one of email and phone, one of
+        # birthday and SSN, and a US state (from the caller's address, or else from the account owner's).
+        problems = []
         if not data.email and not data.phone:
-            raise ValidationFailed.of([{"location": "body", "field": "email",
-                                        "message": f"{self.provider_id} needs the consumer's email or phone"}])
+            problems.append({"location": "body", "field": "email",
+                             "message": f"{self.provider_id} needs the consumer's email or phone"})
+        if data.birth_date is None and data.ssn is None:
+            problems.append({"location": "body", "field": "birth_date",
+                             "message": f"{self.provider_id} needs the consumer's birth_date or ssn"})
+        if data.address is not None and not US_STATE.fullmatch(data.address.region or ""):
+            problems.append({"location": "body", "field": "address.region",
+                             "message": f"{self.provider_id} needs a US state or territory code such as UT"})
+        if data.address is not None and data.address.country not in (None, "US"):
+            problems.append({"location": "body", "field": "address.country",
+                             "message": f"{self.provider_id} consumers live in the US"})
+        if problems:
+            raise ValidationFailed.of(problems)
         body = await super().consumer_body(ctx, customer, data)
-        address = await self._owner_address(customer)
-        body["state"] = address.region
-        for key, value in (("address", ", ".join(address.lines)), ("city", address.city),
-                           ("zip", address.postal_code)):
-            if value:
-                body[key] = value
+        if data.address is None:
+            body.update(address_fields(await self._owner_address(customer)))
         return body
 
     async def _owner_address(self, customer: CustomerRecord) -> PostalAddress:

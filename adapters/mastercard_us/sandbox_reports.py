@@ -7,14 +7,16 @@ generated) or after `fail_next_report()`. With `callbackUrl`, the events inProgr
 that URL. A report reads as JSON or, once done, as PDF (`Accept: application/pdf`); while in progress (or failed) it
 reads as a minimal JSON report with that status, as upstream.
 
-The spec only says a consumer needs `ssn` or `birthday` in prose, and the gateway's canonical consumer carries
-neither; the simulator enforces the schema (firstName, lastName, state) and the other prose rule (phone or email).
+A new consumer must satisfy the schema (firstName, lastName, state, checked against the spec) and the spec's two
+prose rules: `ssn` or `birthday`, and `phone` or `email`. The simulator also refuses an `ssn` that is not nine digits
+(hyphens allowed) and a `birthday` that is no real date.
 """
 from __future__ import annotations
 
 import asyncio
 import re
 import string
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -60,11 +62,27 @@ async def create_consumer(request: web.Request) -> web.Response:
     body = await request.json()
     if not body.get("phone") and not body.get("email"):
         raise FinicityError(400, "10005", "Missing parameter (phone or email)")
+    if not body.get("ssn") and not body.get("birthday"):
+        raise FinicityError(400, "10005", "Missing parameter (ssn or birthday)")
+    if body.get("ssn") and not re.fullmatch(r"\d{3}-?\d{2}-?\d{4}", str(body["ssn"])):
+        raise _bad_request("Invalid parameter - ssn", "10100")
+    if body.get("birthday") and _birth_date(body["birthday"]) is None:
+        raise _bad_request("Invalid parameter - birthday", "10100")
     if customer.id in world.consumers:
         raise FinicityError(409, "11000", f"A consumer already exists for customer {customer.id}")
     consumer = Consumer(world.token(32, string.hexdigits[:16]), customer.id, body, world.now_epoch())
     world.consumers[customer.id] = consumer
     return json_response({"id": consumer.id, "createdDate": consumer.created, "customerId": int(customer.id)}, 201)
+
+
+def _birth_date(value: Any) -> date | None:
+    """A `Birthday` object ({year, month, dayOfMonth}) as a date, or None when it names no real day."""
+    if not isinstance(value, dict) or not all(type(value.get(k)) is int for k in ("year", "month", "dayOfMonth")):
+        return None
+    try:
+        return date(value["year"], value["month"], value["dayOfMonth"])
+    except ValueError:
+        return None
 
 
 def _consumer_of(world: World, customer: Customer) -> Consumer:

@@ -73,7 +73,8 @@ async def create_consumer(request: web.Request) -> web.Response:
     if record.consumer_ref is not None:
         raise Conflict(f"customer {record.id} already has a consumer ({record.consumer_ref}); a customer has one")
     consumer_ref = await adapter.create_consumer(context(request, caller), record, CreateConsumerInput(
-        first_name=body.first_name, last_name=body.last_name, email=body.email, phone=body.phone))
+        first_name=body.first_name, last_name=body.last_name, email=body.email, phone=body.phone,
+        birth_date=body.birth_date, ssn=body.ssn, address=body.address.to_address() if body.address else None))
     if not await state.store.set_consumer_ref(caller.tenant, record.id, consumer_ref):
         raise Conflict(f"customer {record.id} got a consumer from a concurrent request")
     record.consumer_ref = consumer_ref

@@ -1,6 +1,7 @@
 """JSON bodies into attrs request objects. Unknown fields are refused; every problem names its field path."""
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, TypeVar
 
 import cattrs
@@ -13,6 +14,20 @@ from gateway.validation.structure import converter
 
 T = TypeVar("T")
 RAW_BODY: web.RequestKey[bytes] = web.RequestKey("raw_body", bytes)
+
+
+# Control, format (bidi overrides, zero-width), line and paragraph separators: never in text sent on to a provider.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def plain_text(lo: int, hi: int):  # type: ignore[no-untyped-def]
+    """A validator: `lo` to `hi` characters, no surrounding spaces, nothing hidden or direction-changing."""
+    def check(_inst, attr, value: str) -> None:  # type: ignore[no-untyped-def]
+        if not lo <= len(value) <= hi or value.strip() != value:
+            raise FieldValueError(attr.name, f"must be {lo} to {hi} characters, without surrounding spaces")
+        if any(unicodedata.category(c) in _HIDDEN for c in value):
+            raise FieldValueError(attr.name, "must not contain control, invisible or direction-changing characters")
+    return check
 
 
 def field_error(field: str, message: str, location: str = "body") -> dict[str, str]:

@@ -3,7 +3,6 @@ precision, account identifications with their check digits). Provider rules come
 from __future__ import annotations
 
 import re
-import unicodedata
 from decimal import Decimal
 
 import attrs
@@ -11,7 +10,7 @@ import attrs
 from gateway.models.money import minor_units, parse_amount
 from gateway.models.payments import ACCOUNT_SCHEMES, PAYMENT_TYPES, PaymentAccount
 from gateway.models.resources import PostalAddress
-from gateway.validation.body import FieldValueError
+from gateway.validation.body import FieldValueError, plain_text
 from gateway.validation.requests import _check_redirect_uri
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -23,17 +22,7 @@ _WALLET = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _IDENTIFICATION = re.compile(r"^[A-Za-z0-9/?:().,'+ -]{1,35}$")  # what payment schemes carry
 
 
-# Control, format (bidi overrides, zero-width), line and paragraph separators: never in text a bank shows a payer.
-_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def _text(lo: int, hi: int):  # type: ignore[no-untyped-def]
-    def check(_inst, attr, value: str) -> None:  # type: ignore[no-untyped-def]
-        if not lo <= len(value) <= hi or value.strip() != value:
-            raise FieldValueError(attr.name, f"must be {lo} to {hi} characters, without surrounding spaces")
-        if any(unicodedata.category(c) in _HIDDEN for c in value):
-            raise FieldValueError(attr.name, "must not contain control, invisible or direction-changing characters")
-    return check
+_text = plain_text  # never in text a bank shows a payer: control, invisible or direction-changing characters
 
 
 def _optional(check):  # type: ignore[no-untyped-def]

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 import attrs
 
 from gateway.models import CustomerCategory, CustomerType
-from gateway.validation.body import FieldValueError
+from gateway.models.resources import PostalAddress
+from gateway.validation.body import FieldValueError, plain_text
 
 PERMISSIONS = ("accounts", "balances", "transactions", "details", "owner")
 # Asked for by name only (not in the default set): not every provider offers them.
@@ -96,13 +97,58 @@ class CreateCustomerRequest:
             raise FieldValueError("abn", "only business customers have an ABN")
 
 
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_SSN = re.compile(r"^[0-9]{9}$")
+_OLDEST_BIRTH_YEARS = 130
+
+
+def _address_lines(_inst, attr, value: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    if not 1 <= len(value) <= 3:
+        raise FieldValueError(attr.name, "must be 1 to 3 lines")
+    for line in value:
+        plain_text(1, 70)(_inst, attr, line)
+
+
+@attrs.frozen
+class ConsumerAddressRequest:
+    """Where the consumer lives, as the provider records it (the US platform needs at least the state)."""
+    lines: tuple[str, ...] = attrs.field(validator=_address_lines)
+    city: str = attrs.field(validator=plain_text(1, 70))
+    region: str = attrs.field(validator=plain_text(1, 35))  # state or territory: "UT", "NSW"
+    postal_code: str | None = attrs.field(default=None, validator=_optional(plain_text(1, 16)))
+    country: str | None = attrs.field(default=None, validator=_optional(_matches(_COUNTRY, "an ISO 3166 alpha-2 code")))
+
+    def to_address(self) -> PostalAddress:
+        return PostalAddress(lines=self.lines, city=self.city, region=self.region, postal_code=self.postal_code,
+                             country=self.country)
+
+
+def _birth_date(_inst, attr, value: date) -> None:  # type: ignore[no-untyped-def]
+    today = datetime.now(timezone.utc).date()
+    if value > today:
+        raise FieldValueError(attr.name, "must not be in the future")
+    if value.year < today.year - _OLDEST_BIRTH_YEARS:
+        raise FieldValueError(attr.name, f"must be within the last {_OLDEST_BIRTH_YEARS} years")
+
+
+def _digits_only(value: object) -> object:
+    """An SSN as written (`123-45-6789`, `123 45 6789`) becomes its nine digits."""
+    return value.replace("-", "").replace(" ", "") if isinstance(value, str) else value
+
+
 @attrs.frozen
 class CreateConsumerRequest:
-    """The person a customer's reports are about."""
+    """The person a customer's reports are about. The identity fields are personal data: the gateway sends them
+    to the provider and keeps none of them."""
     first_name: str = attrs.field(validator=_length(1, 100))
     last_name: str = attrs.field(validator=_length(1, 100))
     email: str | None = attrs.field(default=None, validator=_optional(_matches(_EMAIL, "an email address")))
     phone: str | None = attrs.field(default=None, validator=_optional(_matches(_PHONE, "a phone number")))
+    birth_date: date | None = attrs.field(default=None, validator=_optional(_birth_date), repr=False)
+    # A US Social Security number; never shown in a repr, a log line or an error message.
+    ssn: str | None = attrs.field(default=None, converter=_digits_only, repr=False,
+                                  validator=_optional(_matches(_SSN, "nine digits (hyphens allowed)")))
+    address: ConsumerAddressRequest | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

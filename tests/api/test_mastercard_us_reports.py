@@ -3,6 +3,7 @@ cash flow reports completed by their signed webhooks (no polling), failed report
 upstream call, and reports going with their consent."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,7 +13,8 @@ from tests.conftest import DEV, count_rows, sandbox_of, state_of
 from tests.flows import authorised_consent, create_consent, create_customer, first_account
 
 US = "mastercard-us"
-CONSUMER = {"first_name": "Jordan", "last_name": "Whitaker", "email": "jordan.whitaker@example.com"}
+CONSUMER = {"first_name": "Jordan", "last_name": "Whitaker", "email": "jordan.whitaker@example.com",
+            "birth_date": "1985-04-12"}
 
 
 def upstream_calls(client: Any, path_regex: str = "/decisioning/") -> list[Any]:
@@ -50,7 +52,7 @@ async def test_the_consumer_takes_its_state_from_the_account_owner(gateway):
     sandbox.calls.clear()
     resp = await gateway.post(path, json={"first_name": "Jordan", "last_name": "Whitaker"}, headers=DEV)
     problem = await resp.json()
-    assert resp.status == 422 and problem["errors"][0]["field"] == "email", problem
+    assert resp.status == 422 and [e["field"] for e in problem["errors"]] == ["email", "birth_date"], problem
     assert not sandbox.calls.matching()  # refused before any upstream call
 
     resp = await gateway.post(path, json=CONSUMER, headers=DEV)
@@ -58,6 +60,7 @@ async def test_the_consumer_takes_its_state_from_the_account_owner(gateway):
     assert resp.status == 201 and body["consumer_ref"], body
     sent = orjson.loads(upstream_calls(gateway, r"/consumer$")[-1].body)
     assert sent == {"firstName": "Jordan", "lastName": "Whitaker", "email": "jordan.whitaker@example.com",
+                    "birthday": {"year": 1985, "month": 4, "dayOfMonth": 12},
                     "state": "UT", "address": "434 W Ascension Way", "city": "Murray", "zip": "84123"}
     assert (await gateway.post(path, json=CONSUMER, headers=DEV)).status == 409  # one per customer
 
@@ -217,3 +220,79 @@ async def test_an_unsigned_report_webhook_is_believed_only_as_the_platform_confi
     assert not [e for e in await state_of(gateway).store.list_inbound_events(US) if "nosuchreport" in e.event_id]
     await sandbox.wait_webhooks_idle()  # the report is done: its signed `done` is not taken for a replay
     assert (await stored(gateway, report["id"])).status.value == "ready"
+
+
+# --- the consumer's identity: birth date or SSN, and an address from the caller --------------------------------------
+ADDRESS = {"lines": ["1 Market St", "Apt 4"], "city": "San Francisco", "region": "CA", "postal_code": "94105",
+           "country": "US"}
+
+
+async def test_a_consumer_with_ssn_and_address_needs_no_connected_accounts(aiohttp_client, make_config, capsys):
+    from tests.conftest import serve
+
+    gateway = await serve(aiohttp_client, make_config({"logging": {"format": "json", "level": "debug"}}))
+    sandbox = sandbox_of(gateway, US)
+    customer = await create_customer(gateway, US)  # no consent yet: no account owner to read a state from
+    body = {"first_name": "Jordan", "last_name": "Whitaker", "phone": "+1 801 984 4200", "ssn": "999-60-1111",
+            "address": ADDRESS}
+    resp = await gateway.post(f"/v1/customers/{customer['id']}/consumer", json=body, headers=DEV)
+    created = await resp.json()
+    assert resp.status == 201 and created["consumer_ref"], created
+    [call] = upstream_calls(gateway, r"/consumer$")
+    assert orjson.loads(call.body) == {"firstName": "Jordan", "lastName": "Whitaker", "phone": "+1 801 984 4200",
+                                       "ssn": "999601111", "address": "1 Market St, Apt 4", "city": "San Francisco",
+                                       "state": "CA", "zip": "94105"}
+    assert not sandbox.calls.matching(path_regex=r"/owner$")
+    assert "ssn" not in created and "999" not in orjson.dumps(created).decode()  # the answer carries no identity
+    out = capsys.readouterr().out
+    assert "999601111" not in out and "999-60-1111" not in out and "1 Market St" not in out  # not even at debug
+    # Only the consumer's id is kept: no identity in the database files (the main file and its write-ahead log).
+    db = Path(state_of(gateway).config.store.url.removeprefix("sqlite:///"))
+    files = list(db.parent.glob(db.name + "*"))
+    kept = b"".join(f.read_bytes() for f in files)
+    assert created["consumer_ref"].encode() in kept  # the check can see what is stored
+    assert b"999601111" not in kept and b"Market St" not in kept and b"1985" not in kept
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"birth_date": "2999-01-01"}, "birth_date"),
+    ({"birth_date": "1850-01-01"}, "birth_date"),
+    ({"birth_date": "12/04/1985"}, "birth_date"),
+    ({"ssn": "12345678"}, "ssn"),
+    ({"ssn": "123-45-678x"}, "ssn"),
+    ({"address": {**ADDRESS, "region": "XX"}}, "address.region"),
+    ({"address": {**ADDRESS, "country": "CA"}}, "address.country"),
+    ({"address": {**ADDRESS, "lines": []}}, "address.lines"),
+    ({"address": {**ADDRESS, "city": "San\u202eFrancisco"}}, "address.city"),
+    ({"address": {"lines": ["1 Market St"], "region": "CA"}}, "address.city"),
+])
+async def test_bad_consumer_identity_is_refused_before_any_call(gateway, change, field):
+    customer = await create_customer(gateway, US)
+    sandbox = sandbox_of(gateway, US)
+    sandbox.calls.clear()
+    body = {**CONSUMER, "address": ADDRESS, **change}
+    resp = await gateway.post(f"/v1/customers/{customer['id']}/consumer", json=body, headers=DEV)
+    problem = await resp.json()
+    assert resp.status == 422 and field in [e["field"] for e in problem["errors"]], problem
+    assert "123-45" not in orjson.dumps(problem).decode() and "12345678" not in orjson.dumps(problem).decode()
+    assert not sandbox.calls.matching() and sandbox.world.consumers == {}
+    assert (await state_of(gateway).store.get_customer("dev", customer["id"])).consumer_ref is None
+
+
+async def test_mastercard_au_takes_a_birth_date_but_no_ssn(gateway):
+    customer = await create_customer(gateway, "mastercard-au")
+    au = sandbox_of(gateway, "mastercard-au")
+    au.calls.clear()
+    path = f"/v1/customers/{customer['id']}/consumer"
+    resp = await gateway.post(path, json={"first_name": "Jack", "last_name": "Li", "ssn": "999601111"}, headers=DEV)
+    problem = await resp.json()
+    assert resp.status == 422 and problem["errors"][0]["field"] == "ssn", problem
+    assert not au.calls.matching()
+    resp = await gateway.post(path, json={"first_name": "Jack", "last_name": "Li", "birth_date": "1990-02-28",
+                                          "address": {"lines": ["1 George St"], "city": "Sydney", "region": "NSW",
+                                                      "postal_code": "2000", "country": "AU"}}, headers=DEV)
+    assert resp.status == 201, await resp.text()
+    [call] = au.calls.matching(method="POST", path_regex=r"/consumer$")
+    assert orjson.loads(call.body) == {"firstName": "Jack", "lastName": "Li",
+                                       "birthday": {"year": 1990, "month": 2, "dayOfMonth": 28},
+                                       "address": "1 George St", "city": "Sydney", "state": "NSW", "zip": "2000"}

@@ -31,8 +31,9 @@ KITS: dict[str, ProviderKit] = {
         customer={"type": "testing"},
         end_user={"institution_id": "102105", "username": "profile_03"},
         payment_scheme="us_ach",
-        # The platform also needs the consumer's state: the adapter reads it from the account owner.
-        consumer={"first_name": "Jordan", "last_name": "Whitaker", "email": "jordan.whitaker@example.com"},
+        # The platform also needs the consumer's state: without an address, the adapter reads the account owner's.
+        consumer={"first_name": "Jordan", "last_name": "Whitaker", "email": "jordan.whitaker@example.com",
+                  "birth_date": "1985-04-12"},
         report_types=("voa", "voi", "cash_flow"),
     ),
     "mastercard-au": ProviderKit(

@@ -198,7 +198,8 @@ def _us(listing: dict) -> dict:
 
 
 # --- reports and webhooks ---------------------------------------------------------------------------------------------
-CONSUMER = {"first_name": "Jordan", "last_name": "Whitaker", "email": "jordan.whitaker@example.com"}
+CONSUMER = {"first_name": "Jordan", "last_name": "Whitaker", "email": "jordan.whitaker@example.com",
+            "birth_date": "1985-04-12"}
 WRITE_FAULTS = write_faults(2.0)  # outlasts FAST's 1.2 s
 
 

@@ -465,7 +465,8 @@ async def test_webhooks_are_retried_in_order_and_given_up(upstream, sandbox, rec
 
 
 # --- consumers and reports --------------------------------------------------------------------------------------
-CONSUMER = {"firstName": "Jordan", "lastName": "Whitaker", "state": "UT", "email": "jordan@example.com"}
+CONSUMER = {"firstName": "Jordan", "lastName": "Whitaker", "state": "UT", "email": "jordan@example.com",
+            "birthday": {"year": 1985, "month": 4, "dayOfMonth": 12}}
 
 
 def decisioning(customer: str, tail: str, version: str = "v2") -> str:
@@ -482,8 +483,19 @@ async def test_consumers(upstream):
     path = decisioning(ALICE, "consumer", "v1")
     missing = await upstream.call("POST", path, json={"firstName": "A", "lastName": "B"})
     assert missing.body == {"code": "10005", "message": "Missing parameter (state)"}
-    no_contact = await upstream.call("POST", path, json={"firstName": "A", "lastName": "B", "state": "UT"})
-    assert (no_contact.status, no_contact.body["code"]) == (400, "10005")
+    no_contact = await upstream.call("POST", path, json={"firstName": "A", "lastName": "B", "state": "UT",
+                                                         "ssn": "999-60-1111"})
+    assert (no_contact.status, no_contact.body) == (400, {"code": "10005",
+                                                          "message": "Missing parameter (phone or email)"})
+    unknown = await upstream.call("POST", path, json={"firstName": "A", "lastName": "B", "state": "UT",
+                                                      "email": "a@example.com"})
+    assert (unknown.status, unknown.body) == (400, {"code": "10005", "message": "Missing parameter (ssn or birthday)"})
+    for bad, code in (({"ssn": "99960111"}, "10100"), ({"ssn": "999-60-111x"}, "10100"),
+                      ({"birthday": {"year": 1985, "month": 2, "dayOfMonth": 30}}, "10100"),
+                      ({"birthday": {"year": 1985, "month": "2", "dayOfMonth": 3}}, "10010")):  # the schema's check
+        refused = await upstream.call("POST", path, json={"firstName": "A", "lastName": "B", "state": "UT",
+                                                          "email": "a@example.com", **bad})
+        assert (refused.status, refused.body["code"]) == (400, code), (bad, refused.body)
     assert (await upstream.get(path)).body["code"] == "10100"  # none yet
     consumer = await _consumer(upstream, ALICE)
     again = await upstream.call("POST", path, json=CONSUMER)
