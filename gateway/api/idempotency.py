@@ -3,7 +3,8 @@
 `Idempotency-Key` is required on payment creation and accepted on every other canonical POST. Keys are scoped per
 tenant. Before the handler runs (so before any upstream call) the key is claimed in the store with a fingerprint of
 the canonical request: the API key that sent it, the method, the path and the body as parsed JSON with sorted keys
-(so whitespace or key order do not make two requests differ). The API key is part of it so that a replay never
+(so whitespace or key order do not make two requests differ), as an HMAC keyed with the gateway's id key, so the
+stored fingerprint gives away nothing of a body (an SSN, say). The API key is part of it so that a replay never
 hands a response to a caller whose scopes or providers would not have allowed the request: the same key from
 another API key of the tenant is another request.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import secrets
 import time
 from datetime import timedelta
@@ -77,12 +79,15 @@ def _check_key(key: str) -> None:
                         "header")])
 
 
-def fingerprint(method: str, path: str, raw: bytes, caller: str = "") -> str:
+def fingerprint(method: str, path: str, raw: bytes, caller: str = "", key: bytes = b"") -> str:
+    """What a retry must repeat exactly. Keyed (HMAC with the gateway's id key): a body may carry personal data
+    with few possible values (an SSN, a birth date), which a plain hash kept for days would let anyone reading
+    the table recover by trying them all."""
     try:
         canonical = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS) if raw else b""
     except orjson.JSONDecodeError:
         canonical = raw  # the handler will refuse it; the key is released then
-    digest = hashlib.sha256()
+    digest = hmac.new(key, b"idempotency-fingerprint-v1", hashlib.sha256)
     for part in (caller.encode(), method.encode(), path.encode(), canonical):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
@@ -119,7 +124,8 @@ def idempotent(handler: Handler, *, required: bool = False, sealed: bool = False
         raw = await read_raw(request, state.config.server.max_body_bytes)
         now = utcnow()
         claim = IdempotencyRecord(
-            tenant=tenant, key=key, fingerprint=fingerprint(request.method, request.path, raw, request[CALLER].name),
+            tenant=tenant, key=key, fingerprint=fingerprint(request.method, request.path, raw, request[CALLER].name,
+                                                           state.id_key),
             state="in_progress",
             owner=secrets.token_hex(12), lease_until=now + timedelta(seconds=settings.idempotency_lease_seconds),
             created_at=now, expires_at=now + timedelta(hours=settings.idempotency_retention_hours))

@@ -177,7 +177,8 @@ async def test_an_abandoned_claim_is_taken_over_after_its_lease(gateway):
     now = utcnow()
     raw = orjson.dumps(body)
     await store.claim_idempotency_key(IdempotencyRecord(
-        tenant="dev", key="orphan", fingerprint=fingerprint("POST", "/v1/payments", raw, "dev"), state="in_progress",
+        tenant="dev", key="orphan", fingerprint=fingerprint("POST", "/v1/payments", raw, "dev", state_of(gateway).id_key),
+        state="in_progress",
         owner="a-process-that-died", lease_until=now - timedelta(seconds=1), created_at=now - timedelta(seconds=61),
         expires_at=now + timedelta(hours=72)))
     status, _, headers = await _post(gateway, body, "orphan")

@@ -18,12 +18,21 @@ BODY = b'{"type":"domestic","amount":{"amount":"10.50","currency":"GBP"},"refere
 
 
 # --- fingerprint -----------------------------------------------------------------------------------------------
-def test_fingerprint_is_a_sha256_hex_digest():
+def test_fingerprint_is_a_hex_hmac_sha256_digest():
     assert HEX64.fullmatch(fingerprint("POST", PATH, BODY))
 
 
 def test_fingerprint_is_deterministic():
     assert fingerprint("POST", PATH, BODY) == fingerprint("POST", PATH, BODY)
+
+
+def test_fingerprint_needs_the_gateways_key_to_be_recomputed():
+    # A body with an SSN has few enough possible values to try them all against a plain hash; not against an HMAC.
+    body = b'{"first_name":"J","last_name":"W","ssn":"999601111"}'
+    kept = fingerprint("POST", "/v1/customers/c/consumer", body, "dev", b"k" * 32)
+    assert kept == fingerprint("POST", "/v1/customers/c/consumer", body, "dev", b"k" * 32)
+    assert kept != fingerprint("POST", "/v1/customers/c/consumer", body, "dev", b"other-key")
+    assert kept != fingerprint("POST", "/v1/customers/c/consumer", body, "dev")
 
 
 def test_fingerprint_ignores_key_order_and_whitespace():
@@ -80,14 +89,14 @@ def test_fingerprint_parts_are_framed():
 def test_fingerprint_of_invalid_json_uses_the_raw_bytes():
     assert fingerprint("POST", PATH, b"{not json") == fingerprint("POST", PATH, b"{not json")
     assert fingerprint("POST", PATH, b"{not json") != fingerprint("POST", PATH, b"{not  json")
-    expected = hashlib.sha256()
+    expected = hmac.new(b"", b"idempotency-fingerprint-v1", hashlib.sha256)
     for part in (b"", b"POST", PATH.encode(), b"{not json"):
         expected.update(len(part).to_bytes(8, "big") + part)
     assert fingerprint("POST", PATH, b"{not json") == expected.hexdigest()
 
 
 def test_fingerprint_of_json_is_the_sorted_compact_form():
-    expected = hashlib.sha256()
+    expected = hmac.new(b"", b"idempotency-fingerprint-v1", hashlib.sha256)
     for part in (b"", b"POST", PATH.encode(), b'{"a":1,"b":{"c":2,"d":3}}'):
         expected.update(len(part).to_bytes(8, "big") + part)
     assert fingerprint("POST", PATH, b'{ "b": {"d": 3, "c": 2}, "a": 1 }') == expected.hexdigest()
