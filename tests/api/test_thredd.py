@@ -139,7 +139,7 @@ async def test_bad_input_stores_nothing(gateway) -> None:  # type: ignore[no-unt
 @pytest.fixture
 async def fast(aiohttp_client, make_config):  # type: ignore[no-untyped-def]
     patch = {"adapters": {"thredd": {
-        "timeouts": {"connect": 0.5, "total": 0.5},
+        "timeouts": {"connect": 1.0, "total": 1.0},
         "retry": {"attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05, "max_retry_after": 2.0,
                   "budget_ratio": 0.2}}}}
     return await serve(aiohttp_client, make_config(patch))

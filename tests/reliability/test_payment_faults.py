@@ -16,12 +16,12 @@ PISP = r"^/open-banking/v3\.1/pisp"
 CONSENTS = PISP + r"/domestic-payment-consents$"
 SUBMIT = PISP + r"/domestic-payments$"
 STATUS = PISP + r"/domestic-payments/[^/]+$"
-SLOW = 0.8
+SLOW = 1.5  # outlasts the timeout below
 
 FAST = {
     "adapters": {UK: {
         "sandbox_payment_timeline": [0.05, 0.15],
-        "timeouts": {"connect": 0.5, "total": 0.5},
+        "timeouts": {"connect": 1.0, "total": 1.0},  # roomy: a loaded CI machine must not time out a setup call
         "retry": {"attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05, "max_retry_after": 2.0,
                   "budget_ratio": 0.2},
         "circuit": {"failure_threshold": 500, "reset_after": 0.5},

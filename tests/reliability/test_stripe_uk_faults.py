@@ -34,12 +34,12 @@ CONSENTS = AISP + r"/account-access-consents$"
 TOKEN = r"^/token$"
 
 FAST = {"adapters": {UK: {
-    "timeouts": {"connect": 0.5, "total": 0.5},
+    "timeouts": {"connect": 1.0, "total": 1.0},  # roomy: a loaded CI machine must not time out a setup call
     "retry": {"attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05, "max_retry_after": 2.0, "budget_ratio": 0.2},
     # High enough that no test here trips the breaker by accident.
     "circuit": {"failure_threshold": 50, "reset_after": 0.5},
 }}}
-SLOW = 0.8  # an injected latency longer than the total timeout above
+SLOW = 1.5  # an injected latency longer than the total timeout above
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------------------------------
