@@ -20,113 +20,50 @@ from gateway.store.records import (
 )
 
 
-class _PaymentsPassThrough:
-    """Payments and idempotency keys are never cached: every read must see the latest write of any replica."""
-    inner: Store
-
-    async def insert_payment(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.insert_payment(*args, **kw)
-
-    async def update_payment(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.update_payment(*args, **kw)
-
-    async def get_payment(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.get_payment(*args, **kw)
-
-    async def list_payments(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.list_payments(*args, **kw)
-
-    async def payment_transitions(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.payment_transitions(*args, **kw)
-
-    async def due_payments(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.due_payments(*args, **kw)
-
-    async def claim_idempotency_key(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.claim_idempotency_key(*args, **kw)
-
-    async def get_idempotency_key(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.get_idempotency_key(*args, **kw)
-
-    async def finish_idempotency_key(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.finish_idempotency_key(*args, **kw)
-
-    async def release_idempotency_key(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.release_idempotency_key(*args, **kw)
-
-    async def purge_idempotency_keys(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.purge_idempotency_keys(*args, **kw)
+def _through(name: str) -> Callable[..., Any]:
+    """A method that hands the call to the store behind the cache, as it is."""
+    async def call(self: CachedStore, *args: Any, **kw: Any) -> Any:
+        return await getattr(self.inner, name)(*args, **kw)
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
-class _EventsPassThrough:
-    """Events, subscriptions and deliveries are never cached: workers of every replica share them."""
-    inner: Store
+class CachedStore(Store):
+    # Payments and idempotency keys are never cached: every read must see the latest write of any replica.
+    insert_payment = _through("insert_payment")
+    update_payment = _through("update_payment")
+    get_payment = _through("get_payment")
+    list_payments = _through("list_payments")
+    payment_transitions = _through("payment_transitions")
+    due_payments = _through("due_payments")
+    claim_idempotency_key = _through("claim_idempotency_key")
+    get_idempotency_key = _through("get_idempotency_key")
+    finish_idempotency_key = _through("finish_idempotency_key")
+    release_idempotency_key = _through("release_idempotency_key")
+    purge_idempotency_keys = _through("purge_idempotency_keys")
+    # Neither are events, subscriptions, deliveries, consent expiry and leases: every replica's workers share them.
+    find_payments_by_ref = _through("find_payments_by_ref")
+    emit_events = _through("emit_events")
+    list_events = _through("list_events")
+    get_event = _through("get_event")
+    event_deliveries = _through("event_deliveries")
+    insert_subscription = _through("insert_subscription")
+    get_subscription = _through("get_subscription")
+    list_subscriptions = _through("list_subscriptions")
+    update_subscription = _through("update_subscription")
+    delete_subscription = _through("delete_subscription")
+    claim_deliveries = _through("claim_deliveries")
+    finish_delivery = _through("finish_delivery")
+    release_deliveries = _through("release_deliveries")
+    redeliver = _through("redeliver")
+    purge_events = _through("purge_events")
+    delivery_backlog = _through("delivery_backlog")
+    consents_expiring = _through("consents_expiring")
+    consents_past_expiry = _through("consents_past_expiry")
+    announce_expiring = _through("announce_expiring")
+    try_lease = _through("try_lease")
+    release_lease = _through("release_lease")
 
-    async def find_payments_by_ref(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.find_payments_by_ref(*args, **kw)
-
-    async def emit_events(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.emit_events(*args, **kw)
-
-    async def list_events(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.list_events(*args, **kw)
-
-    async def get_event(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.get_event(*args, **kw)
-
-    async def event_deliveries(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.event_deliveries(*args, **kw)
-
-    async def insert_subscription(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.insert_subscription(*args, **kw)
-
-    async def get_subscription(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.get_subscription(*args, **kw)
-
-    async def list_subscriptions(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.list_subscriptions(*args, **kw)
-
-    async def update_subscription(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.update_subscription(*args, **kw)
-
-    async def delete_subscription(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.delete_subscription(*args, **kw)
-
-    async def claim_deliveries(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.claim_deliveries(*args, **kw)
-
-    async def finish_delivery(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.finish_delivery(*args, **kw)
-
-    async def release_deliveries(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.release_deliveries(*args, **kw)
-
-    async def redeliver(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.redeliver(*args, **kw)
-
-    async def purge_events(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.purge_events(*args, **kw)
-
-    async def delivery_backlog(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.delivery_backlog(*args, **kw)
-
-    async def consents_expiring(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.consents_expiring(*args, **kw)
-
-    async def consents_past_expiry(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.consents_past_expiry(*args, **kw)
-
-    async def announce_expiring(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.announce_expiring(*args, **kw)
-
-    async def try_lease(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.try_lease(*args, **kw)
-
-    async def release_lease(self, *args: Any, **kw: Any) -> Any:
-        return await self.inner.release_lease(*args, **kw)
-
-
-class CachedStore(_EventsPassThrough, _PaymentsPassThrough, Store):
     def __init__(self, inner: Store, ttl: float, *, max_entries: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
@@ -289,3 +226,4 @@ class CachedStore(_EventsPassThrough, _PaymentsPassThrough, Store):
 
     async def list_inbound_events(self, provider: str, *, limit: int = 100) -> list[InboundEventRecord]:
         return await self.inner.list_inbound_events(provider, limit=limit)
+
