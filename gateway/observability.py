@@ -11,6 +11,7 @@ hot path uses are looked up once and kept.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sys
 from typing import Any
@@ -234,6 +235,7 @@ class Metrics:
         self.deliveries_failed = Gauge(
             "gateway_event_deliveries_failed", "Dead-lettered webhook deliveries (GET /v1/events?status=failed).",
             registry=self.registry)
+        self.backlog_read_at = -math.inf  # when the gauges above were last read from the store (monotonic)
         self.events_emitted = Counter(
             "gateway_events_emitted", "Canonical events announced by the consent expiry watcher, by type.",
             ["type"], registry=self.registry,

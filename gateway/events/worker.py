@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from typing import Any
 
 import structlog
@@ -41,8 +42,15 @@ def start_event_workers(store: Store, vault: Vault | None, config: GatewayConfig
     return [delivery, *workers]
 
 
+# The backlog is counted at most this often, however often /metrics is read (it is public on the serve port).
+BACKLOG_READ_INTERVAL_SECONDS = 2.0
+
+
 async def observe_backlog(store: Store, metrics: Metrics) -> None:
     """Set the backlog gauges from the store (at scrape time: nothing is counted unless someone looks)."""
+    if time.monotonic() - metrics.backlog_read_at < BACKLOG_READ_INTERVAL_SECONDS:
+        return
+    metrics.backlog_read_at = time.monotonic()
     now = utcnow()
     try:
         backlog = await store.delivery_backlog(now)

@@ -268,3 +268,41 @@ def test_payment_moves_make_one_event_per_real_transition_in_order() -> None:
     assert "never in events" not in repr([e.data for e in events])
     assert canonical.payment_moved(payment, []) == []
     assert canonical.payment_moved(payment, [moves[1]]) == []
+
+
+# --- the backlog gauges ---------------------------------------------------------------------------------------------
+class _CountingStore:
+    def __init__(self, fails: bool = False) -> None:
+        self.reads, self.fails = 0, fails
+
+    async def delivery_backlog(self, now: Any) -> canonical.DeliveryBacklog:
+        self.reads += 1
+        if self.fails:
+            raise ConnectionError("database unreachable")
+        return canonical.DeliveryBacklog(pending=5, due=3, oldest_due_at=now - timedelta(seconds=42), failed=1)
+
+
+async def test_backlog_gauges_are_read_at_most_every_interval() -> None:
+    from gateway.events.worker import observe_backlog
+    from gateway.observability import Metrics
+
+    metrics, store = Metrics(), _CountingStore()
+    await observe_backlog(store, metrics)  # type: ignore[arg-type]
+    await observe_backlog(store, metrics)  # type: ignore[arg-type]
+    assert store.reads == 1  # a second scrape at once does not count again
+    assert (metrics.deliveries_pending._value.get(), metrics.deliveries_due._value.get(),
+            metrics.deliveries_failed._value.get()) == (5, 3, 1)
+    assert 42 <= metrics.delivery_lag._value.get() < 43
+    metrics.backlog_read_at -= 10  # the interval has passed
+    await observe_backlog(store, metrics)  # type: ignore[arg-type]
+    assert store.reads == 2
+
+
+async def test_an_unreadable_backlog_leaves_the_gauges_as_they_were() -> None:
+    from gateway.events.worker import observe_backlog
+    from gateway.observability import Metrics
+
+    metrics = Metrics()
+    metrics.deliveries_pending.set(7)
+    await observe_backlog(_CountingStore(fails=True), metrics)  # type: ignore[arg-type]
+    assert metrics.deliveries_pending._value.get() == 7
