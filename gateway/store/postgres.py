@@ -10,14 +10,15 @@ carry no session state of ours, so they go back to the pool without a reset quer
 Event order for catching up. `events.seq` comes from a sequence, and a sequence hands out numbers when rows are
 inserted, not when they become visible: transaction A takes seq 10, B takes 11 and commits first, a reader of
 GET /v1/events?cursor=… sees 11, moves its cursor past it, and never sees 10 when A commits. So every transaction
-that inserts events first takes one transaction-scoped advisory lock (`EVENTS_LOCK`), right before its inserts,
+that inserts events first takes one transaction-scoped advisory lock (the events lock), right before its inserts,
 and holds it to its commit: events then become visible in seq order, and "everything up to the largest seq I
 saw" is a safe cursor. The lock is taken last in the transaction (after the state change is written and its row
 locks held, before nothing but the inserts and the commit), so it is held briefly and no transaction waits for a
 row lock while holding it: it cannot deadlock. It serialises event writers, which is the price of that promise.
 
-Cross-replica wake-up. A transaction that writes events (or queues a redelivery) also runs `pg_notify` on channel
-`gateway_events`, which PostgreSQL delivers only if it commits. Each store LISTENs on one dedicated connection
+Cross-replica wake-up. A transaction that writes events (or queues a redelivery) also runs `pg_notify` on the
+schema's channel (`gateway_events`, or `gateway_events_<hash of the schema>` with `schema`, whose events lock is
+its own too), which PostgreSQL delivers only if it commits. Each store LISTENs on one dedicated connection
 (reconnecting with backoff when it drops) and calls its `event_listeners` on a notification from another process,
 so a delivery worker on another replica sends at once rather than at its next poll. Its own notifications are
 skipped: listeners here are called directly after the commit.
@@ -44,10 +45,10 @@ from gateway.events.canonical import EventRecord
 from gateway.models import ConsentStatus, CustomerType
 from gateway.models.serialize import dumps
 from gateway.store.base import Store
-from gateway.store.postgres_events import CHANNEL, EventsOutbox, count, emit
+from gateway.store.postgres_events import EventsOutbox, count, emit
 from gateway.store.postgres_payments import PaymentsAndKeys
 from gateway.store.postgres_records import ReportsApplicationsSecrets, write_report
-from gateway.store.postgres_schema import migrate, quote_identifier
+from gateway.store.postgres_schema import Wakeup, migrate, quote_identifier
 from gateway.store.records import AccountRecord, ConsentRecord, CustomerRecord, InboundEventRecord, ReportRecord
 
 T = TypeVar("T")
@@ -131,7 +132,8 @@ class PostgresStore(EventsOutbox, PaymentsAndKeys, ReportsApplicationsSecrets, S
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._listen_task: asyncio.Task[None] | None = None
-        self._writer_id = uuid.uuid4().hex  # names this process's NOTIFYs, so it skips its own
+        # The schema's channel and events lock; the writer id names this process's NOTIFYs, so it skips its own.
+        self._wakeup = Wakeup.of(schema, uuid.uuid4().hex)
         self.event_listeners: list[Callable[[], None]] = []  # told (on the loop) when events were written
 
     # --- plumbing -------------------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class PostgresStore(EventsOutbox, PaymentsAndKeys, ReportsApplicationsSecrets, S
             listener()
 
     async def _emit(self, conn: asyncpg.Connection, events: list[EventRecord]) -> int:
-        return await emit(conn, events, self.event_horizon_seconds, self._writer_id)
+        return await emit(conn, events, self.event_horizon_seconds, self._wakeup)
 
     async def _write_emitting(self, fn: Callable[[asyncpg.Connection], Awaitable[tuple[T, int]]]) -> T:
         """Run `fn` in one transaction (it returns its result and how many events it emitted); after the commit,
@@ -211,7 +213,7 @@ class PostgresStore(EventsOutbox, PaymentsAndKeys, ReportsApplicationsSecrets, S
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
-            await conn.add_listener(CHANNEL, self._notified)
+            await conn.add_listener(self._wakeup.channel, self._notified)
         except BaseException:
             conn.terminate()
             raise
@@ -219,7 +221,7 @@ class PostgresStore(EventsOutbox, PaymentsAndKeys, ReportsApplicationsSecrets, S
         return lost
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload != self._writer_id:
+        if payload != self._wakeup.writer:
             self._events_emitted()
 
     async def _keep_listening(self, lost: asyncio.Event) -> None:

@@ -22,9 +22,7 @@ import orjson
 from gateway.events.canonical import Claimed, DeliveryBacklog, DeliveryRecord, EventRecord, SubscriptionRecord
 from gateway.models.serialize import dumps
 from gateway.models.time import UTC
-from gateway.store.postgres_schema import EVENTS_LOCK
-
-CHANNEL = "gateway_events"  # NOTIFY channel: "events were written", the payload names the writing process
+from gateway.store.postgres_schema import Wakeup
 
 _SUB_COLS = ("tenant, id, url, event_types, ordered, status, created_at, updated_at, secrets, description, "
              "disabled_reason")
@@ -71,20 +69,21 @@ def delivery(row: Any) -> DeliveryRecord:
                           last_status=row[9], last_error=row[10], delivered_at=row[11])
 
 
-async def announce(conn: asyncpg.Connection, writer: str, *, lock: bool) -> None:
+async def announce(conn: asyncpg.Connection, wakeup: Wakeup, *, lock: bool) -> None:
     """Queue the cross-replica wake-up (sent at commit, dropped on rollback); with `lock`, take the events lock."""
     if lock:
-        await conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)", EVENTS_LOCK, CHANNEL, writer)
+        await conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)", wakeup.events_lock,
+                           wakeup.channel, wakeup.writer)
     else:
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, writer)
+        await conn.execute("SELECT pg_notify($1, $2)", wakeup.channel, wakeup.writer)
 
 
-async def emit(conn: asyncpg.Connection, events: list[EventRecord], horizon_seconds: float, writer: str) -> int:
+async def emit(conn: asyncpg.Connection, events: list[EventRecord], horizon_seconds: float, wakeup: Wakeup) -> int:
     """Append `events` and their deliveries inside the caller's transaction (set each one's `seq`). Returns how
     many were written. Call it last in the transaction: the events lock is held from here to the commit."""
     if not events:
         return 0
-    await announce(conn, writer, lock=True)
+    await announce(conn, wakeup, lock=True)
     for e in events:
         horizon = e.created_at + timedelta(seconds=horizon_seconds)
         e.seq = int(await conn.fetchval(_INSERT_EVENT, e.tenant, e.id, e.type, e.created_at, e.subject_type,
@@ -99,7 +98,7 @@ class EventsOutbox:
     _all: Callable[..., Awaitable[list[Any]]]
     _newest_first: Any
     _emit: Callable[[asyncpg.Connection, list[EventRecord]], Awaitable[int]]
-    _writer_id: str
+    _wakeup: Wakeup
     event_horizon_seconds: float
     _events_emitted: Callable[[], None]
 
@@ -275,7 +274,7 @@ class EventsOutbox:
                 "delivered_at = NULL, claimed_by = NULL, claimed_until = NULL WHERE deliveries.status != 'pending'",
                 tenant, sids, event.seq, now, horizon_at))
             if queued:
-                await announce(conn, self._writer_id, lock=False)  # no new event: the order of seq is not at stake
+                await announce(conn, self._wakeup, lock=False)  # no new event: the order of seq is not at stake
         if queued:
             self._events_emitted()
         return queued

@@ -11,13 +11,32 @@ migrates and the others wait, then find the work done.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 
 import asyncpg
+import attrs
 
 # Advisory lock keys (one 64-bit space per database; these two are ours). Fixed, so every replica takes the same.
 MIGRATION_LOCK = 0x6761_7465_7761_7901  # "gatewa" "y" 1: schema migrations, one replica at a time
 EVENTS_LOCK = 0x6761_7465_7761_7902  # held from a transaction's first event insert to its commit (see postgres.py)
+CHANNEL = "gateway_events"  # NOTIFY channel: "events were written", the payload names the writing process
+
+
+@attrs.frozen
+class Wakeup:
+    """The NOTIFY channel and the events lock of one schema, and the name this process signs its NOTIFYs with.
+    Deployments sharing a database in different schemas neither wake nor wait for each other."""
+    channel: str
+    events_lock: int
+    writer: str
+
+    @classmethod
+    def of(cls, schema: str | None, writer: str) -> Wakeup:
+        if schema is None:
+            return cls(CHANNEL, EVENTS_LOCK, writer)
+        digest = hashlib.sha256(schema.encode()).digest()  # a channel name is at most 63 bytes; a schema may be too
+        return cls(f"{CHANNEL}_{digest[:8].hex()}", int.from_bytes(digest[8:16], "big", signed=True), writer)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 

@@ -173,6 +173,33 @@ async def test_another_replica_is_woken_and_keeps_listening(pg_open: Callable[..
     assert await _soon(lambda: told["b"] > before), "the other replica stopped listening after a reconnect"
 
 
+async def test_deployments_in_other_schemas_neither_wake_nor_wait_for_each_other(
+        pg_open: Callable[..., Awaitable]) -> None:
+    from gateway.store.postgres import PostgresStore
+
+    here = await pg_open()
+    elsewhere = PostgresStore(PG_URL, schema=f"smoke_{secrets.token_hex(6)}", pool_max_size=2)
+    await elsewhere.open()
+    try:
+        told = {"here": 0}
+        here.event_listeners.append(lambda: told.__setitem__("here", told["here"] + 1))
+        await elsewhere.emit_events([_event()])
+        await asyncio.sleep(0.3)
+        assert told["here"] == 0  # another schema's NOTIFY is on another channel
+        assert here._wakeup.channel != elsewhere._wakeup.channel  # type: ignore[attr-defined]
+        assert here._wakeup.events_lock != elsewhere._wakeup.events_lock  # type: ignore[attr-defined]
+        async with elsewhere._tx() as conn:  # it holds its events lock to its commit...
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", elsewhere._wakeup.events_lock)
+            await asyncio.wait_for(here.emit_events([_event()]), 5.0)  # ...and this schema's writers go on
+    finally:
+        conn = await _admin()
+        try:
+            await elsewhere.close()
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{elsewhere.schema}" CASCADE')  # type: ignore[attr-defined]
+        finally:
+            await conn.close()  # type: ignore[attr-defined]
+
+
 async def test_catching_up_by_seq_never_skips_an_event(pg_open: Callable[..., Awaitable]) -> None:
     a, b = await pg_open(), await pg_open()
     now = utcnow()
