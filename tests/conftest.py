@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import attrs
 import pytest
+from aiohttp import web_app
 
 from gateway.api.app import create_app
 from gateway.api.state import STATE
@@ -32,6 +33,18 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     for key, value in patch.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+@pytest.fixture(autouse=True)
+def _let_finished_apps_go() -> Any:
+    """aiohttp keeps each application's middleware chain in a module-level cache of 1,024 entries, keyed by the
+    application: in a process that starts six applications per test (the gateway and its simulators) that cache
+    holds hundreds of finished tests' apps and data alive, and the cyclic garbage collector's full passes over them
+    grew to seconds, long enough to time out a provider call. Emptied after each test."""
+    yield
+    clear = getattr(getattr(web_app, "_cached_build_middleware", None), "cache_clear", None)
+    if clear is not None:
+        clear()
 
 
 @pytest.fixture
