@@ -206,6 +206,8 @@ async def complete_payment(request: web.Request) -> web.Response:
             service.schedule(record, state.config.payments, now)
             if not await service.save(state.store, state.metrics, record, moves):
                 raise Conflict("the payment changed while completing; fetch it again")
+        elif record.status is PaymentStatus.REJECTED and "error" in result:
+            pass  # the payer refused, and the gateway already learned it from the bank: the return agrees with it
         elif record.status.is_final and record.status is not PaymentStatus.COMPLETED:
             raise Conflict(f"the payment is {record.status.value}; it cannot be completed")
         if body.submit and record.status is PaymentStatus.AUTHORISED:

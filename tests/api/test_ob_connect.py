@@ -675,6 +675,8 @@ async def _walk_to_completed(client: Any, sandbox: Any, payment: dict[str, Any])
     assert page["kind"] == "pis" and page["consentRequestId"] == payment["consent_ref"]
     assert Decimal(str(page["payment"]["instructedAmount"]["amount"])) == Decimal(payment["amount"]["amount"])
     redirect = await payer_decides(payment["authorisation_url"], outcome="approve")
+    # Each of the hub's statuses lasts 0.3 s here, so polling every 20 ms sees every one even on a loaded machine.
+    sandbox.payment_timeline = (0.3, 0.6, 0.9)
     resp = await complete(client, payment["id"], redirect)
     submitted = await resp.json()
     assert resp.status == 200, submitted
