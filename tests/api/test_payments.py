@@ -42,6 +42,7 @@ async def test_payment_walkthrough(gateway):
     assert upstream.initiation["InstructedAmount"] == {"Amount": "25.50", "Currency": "GBP"}
     assert upstream.initiation["RemittanceInformation"]["Reference"] == "INV2026001"
 
+    sandbox.payment_timeline = (0.3, 0.6)  # each status lasts long enough for the worker to see it when loaded
     resp = await complete(gateway, payment["id"], await payer_decides(payment["authorisation_url"]))
     submitted = await resp.json()
     assert resp.status == 200, submitted

@@ -25,7 +25,7 @@ from tests.sandbox.replies import Reply
 CONSUMER_KEY = "sim-consumer-key!4f1c0a7e9b2d"
 REDIRECT = "https://tpp.example.com/ob/callback?flow=test"
 MERCHANT = {"id": "MERCHANT-1", "name": "Example Shop Ltd"}
-TIMELINE = (0.2, 0.4, 0.6)
+TIMELINE = (0.3, 0.6, 0.9)  # each status lasts long enough for a poll to see it on a loaded machine
 
 
 def _key_and_cert(cn: str) -> tuple[rsa.RSAPrivateKey, bytes]:

@@ -43,7 +43,7 @@ from gateway.certificates.keys import SigningKey, client_ssl_context
 from tests.sandbox.replies import Reply
 from tests.sandbox.test_stripe_uk_sandbox import REDIRECT, Upstream, _sandbox, material  # noqa: F401 (fixture)
 
-TIMELINE = (0.15, 0.3)  # short enough to watch, long enough to see each status while polling
+TIMELINE = (0.3, 0.6)  # short enough to watch, long enough to see each status while polling
 OB_IAT, OB_ISS, OB_TAN = ("http://openbanking.org.uk/iat", "http://openbanking.org.uk/iss",
                           "http://openbanking.org.uk/tan")
 CRIT = ["b64", OB_IAT, OB_ISS, OB_TAN]
