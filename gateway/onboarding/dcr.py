@@ -18,13 +18,16 @@ from typing import Any, Awaitable, Callable
 
 import attrs
 import orjson
+import structlog
 from joserfc import jws
 
 from gateway.certificates.keys import SigningKey
 from gateway.connectivity.client import UpstreamClient, UpstreamResponse
 from gateway.connectivity.fapi import sign
-from gateway.errors import GatewayError, NotFound, ProviderBadResponse, ProviderRejected
+from gateway.errors import GatewayCredentialsRejected, GatewayError, NotFound, ProviderBadResponse, ProviderRejected
 from gateway.secrets import Secret
+
+log = structlog.get_logger("gateway.onboarding")
 
 REGISTRATION = "registration"
 GRANT_TYPES = ("authorization_code", "client_credentials", "refresh_token")
@@ -137,7 +140,11 @@ class Registrar:
         if current is not None and current.get("software_statement_sha256") == self.profile.statement_digest:
             try:
                 live = await self.read(current)
-            except NotFound:
+            except NotFound as exc:
+                # The bank deleted the client, or (the embedded simulator after a restart) never knew it: register
+                # anew rather than keep a client nothing can use.
+                log.warning("client_registration_replaced", provider=self.provider,
+                            client_id=current.get("client_id"), reason=str(exc))
                 live = None
             if live is not None:
                 if not _differs(live, self.profile.metadata()):
@@ -154,8 +161,11 @@ class Registrar:
         if current is None:
             raise NotFound(f"the gateway is not registered with {self.provider}")
         client_id = current["client_id"]
-        response = await self._send("GET", f"{self.path}/{client_id}", "read_registration",
-                                    token=await self._token(client_id))
+        try:
+            token = await self._token(client_id)
+        except GatewayCredentialsRejected as exc:  # the token endpoint does not know the client (invalid_client)
+            raise NotFound(f"{self.provider} no longer accepts the gateway's client {client_id}") from exc
+        response = await self._send("GET", f"{self.path}/{client_id}", "read_registration", token=token)
         if response.status == 401:
             raise NotFound(f"{self.provider} no longer accepts the gateway's client {client_id}")
         if response.status != 200:

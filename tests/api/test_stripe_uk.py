@@ -66,6 +66,23 @@ async def test_registered_at_start_and_registration_is_idempotent(gateway):
     assert "software_statement" not in body["registration"]
 
 
+async def test_a_client_the_bank_no_longer_knows_is_registered_anew_at_start(aiohttp_client, make_config, capsys):
+    """A restarted `make run`: the database keeps the registration, the fresh simulator knows no client."""
+    from tests.conftest import serve
+
+    config = make_config()
+    first = await serve(aiohttp_client, config)
+    old = (await state_of(first).adapters[UK].get_registration(None))["client_id"]
+    await first.close()
+    second = await serve(aiohttp_client, config)  # the same database, a new simulated bank
+    sandbox = sandbox_of(second, UK)
+    assert list(sandbox.clients) != [old] and len(sandbox.clients) == 1
+    assert (await state_of(second).adapters[UK].get_registration(None))["client_id"] in sandbox.clients
+    assert '"event":"client_registration_replaced"' in capsys.readouterr().out
+    consent = await start_consent(second)  # the new client works
+    assert consent["status"] == "awaiting_authorisation"
+
+
 async def test_registration_needs_admin(gateway):
     from tests.conftest import READONLY
 
