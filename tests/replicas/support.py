@@ -55,7 +55,7 @@ async def refused(port: int) -> bool:
     """Whether a new connection to the local port is refused (nothing listens there)."""
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):  # reset: the listener closed while this one was queued
         return True
     writer.close()
     return False
