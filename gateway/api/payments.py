@@ -206,9 +206,9 @@ async def complete_payment(request: web.Request) -> web.Response:
             service.schedule(record, state.config.payments, now)
             if not await service.save(state.store, state.metrics, record, moves):
                 raise Conflict("the payment changed while completing; fetch it again")
-        elif record.status is PaymentStatus.REJECTED and "error" in result:
-            pass  # the payer refused, and the gateway already learned it from the bank: the return agrees with it
-        elif record.status.is_final and record.status is not PaymentStatus.COMPLETED:
+        elif record.status.is_final and record.status is not PaymentStatus.COMPLETED and not (
+                record.status is PaymentStatus.REJECTED and "error" in result):
+            # (A payer's refusal the gateway already learned from the bank agrees with it: answered as it stands.)
             raise Conflict(f"the payment is {record.status.value}; it cannot be completed")
         if body.submit and record.status is PaymentStatus.AUTHORISED:
             return await _submit(request, state, caller, adapter, record)
