@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.api.common import state_of
 from gateway.api.render import json_response
 from gateway.events.worker import observe_backlog
+from gateway.store import store_check
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 
@@ -33,11 +34,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = state_of(request)
-    checks: dict[str, str] = {}
-    try:
-        checks["store"] = "ok" if await state.store.ping() else "failing"
-    except Exception as exc:  # the probe reports, it does not raise
-        checks["store"] = f"failing: {type(exc).__name__}"
+    checks = {"store": await store_check(state.store)}
     ready = state.ready and all(v == "ok" for v in checks.values())
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 

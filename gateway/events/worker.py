@@ -22,7 +22,7 @@ from gateway.events.delivery import DeliveryWorker
 from gateway.events.expiry import ExpiryWatcher
 from gateway.models.time import utcnow
 from gateway.observability import Metrics
-from gateway.store import Store
+from gateway.store import Store, store_check
 from gateway.vault import Vault
 
 log = structlog.get_logger("gateway.events")
@@ -75,12 +75,10 @@ def probe_app(store: Store, metrics: Metrics) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        try:
-            ok = await store.ping()
-        except Exception:  # the probe reports, it does not raise
-            ok = False
-        return web.json_response({"status": "ready" if ok else "not_ready",
-                                  "checks": {"store": "ok" if ok else "failing"}}, status=200 if ok else 503)
+        checks = {"store": await store_check(store)}
+        ready = checks["store"] == "ok"
+        return web.json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+                                 status=200 if ready else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_view)

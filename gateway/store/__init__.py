@@ -31,4 +31,12 @@ def open_store(url: str, *, read_cache_seconds: float = 0.0, event_horizon_secon
     return store
 
 
-__all__ = ["AccountRecord", "ConsentRecord", "CustomerRecord", "Store", "open_store"]
+async def store_check(store: Store) -> str:
+    """What a readiness probe reports of the store: "ok", or "failing…" (a probe reports, it does not raise)."""
+    try:
+        return "ok" if await store.ping() else "failing"
+    except Exception as exc:
+        return f"failing: {type(exc).__name__}"
+
+
+__all__ = ["AccountRecord", "ConsentRecord", "CustomerRecord", "Store", "open_store", "store_check"]
